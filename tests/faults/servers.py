@@ -13,6 +13,8 @@ import tempfile
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
@@ -52,7 +54,7 @@ class ThrowawayRedis:
 
     def is_up(self):
         try:
-            return redis.Redis(port=self.port, socket_timeout=0.5).ping()
+            return redis.Redis(port=self.port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)).ping()
         except redis.RedisError:
             return False
 
