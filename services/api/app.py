@@ -1,0 +1,50 @@
+"""The FastAPI application: routes, the body-size limit, error format and the browser page."""
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from services.api.body_limit import BodySizeLimit
+from services.api.rate_limit import SlidingWindowLimiter
+from services.api.routes import health, jobs
+from services.config import get_settings
+
+log = logging.getLogger(__name__)
+PAGE = Path(__file__).with_name("static") / "index.html"
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                                           "style-src 'unsafe-inline'; img-src 'self' data:",
+                "X-Content-Type-Options": "nosniff"}
+
+
+def create_app(settings=None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="micrograd service", version="1.0",
+                  description="Train small neural nets on a scalar autograd engine. "
+                              "Authenticate with `Authorization: Bearer <key>`.")
+    app.state.settings = settings
+    app.state.rate_limiter = SlidingWindowLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return HTMLResponse(PAGE.read_text(), headers=PAGE_HEADERS)
+
+    if not settings.AUTH_REQUIRED:
+        log.warning("API keys are not required: requests without a key act as owner 'local'")
+    return app
+
+
+async def validation_error(request: Request, exc: RequestValidationError):
+    """FastAPI's 422 format (loc, msg, type) without echoing the input back: the input may be
+    large, and may hold NaN/infinity, which JSON cannot carry."""
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse(jsonable_encoder({"detail": detail}), status_code=422)
+
+
+app = create_app()

@@ -1,0 +1,34 @@
+"""Submit-time limits: refuse, before anything is queued, specs that would run
+for hours or exhaust memory. Each violation names the field it is about, in
+the same shape as pydantic's validation errors, so clients see one format."""
+from core.spec import InlineData
+
+
+def spec_limit_errors(spec, settings):
+    """A list of {"loc", "msg", "type"} errors; empty when the spec is within limits."""
+    errors = []
+
+    def over(loc, msg):
+        errors.append({"loc": ("body",) + tuple(loc), "msg": msg, "type": "limit_exceeded", "input": None})
+
+    if spec.steps > settings.MAX_STEPS:
+        over(["steps"], f"steps is {spec.steps}, the limit is {settings.MAX_STEPS}")
+    samples = spec.data.sample_count()
+    if samples > settings.MAX_SAMPLES:
+        field = "xs" if isinstance(spec.data, InlineData) else "n_samples"
+        over(["data", field], f"{samples} samples, the limit is {settings.MAX_SAMPLES}")
+    if spec.input_count() > settings.MAX_LAYER_WIDTH:
+        over(["data"], f"{spec.input_count()} inputs per sample, the limit is {settings.MAX_LAYER_WIDTH}")
+    if len(spec.model.layers) > settings.MAX_LAYERS:
+        over(["model", "layers"], f"{len(spec.model.layers)} layers, the limit is {settings.MAX_LAYERS}")
+    for i, width in enumerate(spec.model.layers):
+        if width > settings.MAX_LAYER_WIDTH:
+            over(["model", "layers", i], f"layer width {width}, the limit is {settings.MAX_LAYER_WIDTH}")
+    nodes = spec.estimated_nodes_per_step()
+    if nodes > settings.MAX_NODES_PER_STEP:
+        over([], f"about {nodes} graph nodes per step (model size x batch size), "
+                 f"the limit is {settings.MAX_NODES_PER_STEP}; use a smaller model or batch_size")
+    limit = spec.time_limit_seconds
+    if limit is not None and limit > settings.MAX_TIME_LIMIT_SECONDS:
+        over(["time_limit_seconds"], f"time_limit_seconds is {limit}, the limit is {settings.MAX_TIME_LIMIT_SECONDS}")
+    return errors

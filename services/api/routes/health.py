@@ -1,0 +1,34 @@
+"""Liveness (the process answers) and readiness (the database and the broker answer)."""
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from services import queue
+from services.api.schemas import Health, Readiness
+from services.store import db
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz():
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+def readyz():
+    database, broker = probe(db.check_database), probe(queue.check_broker)
+    ready = database == "ok" and broker == "ok"
+    body = Readiness(status="ready" if ready else "unavailable", database=database, broker=broker)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def probe(check):
+    try:
+        check()
+        return "ok"
+    except Exception as e:
+        log.warning("readiness check %s failed: %s", check.__qualname__, e)
+        return f"down: {type(e).__name__}: {e}"[:300]

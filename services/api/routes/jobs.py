@@ -1,0 +1,181 @@
+"""/jobs: submit, list, inspect, cancel, and read what a job produced."""
+import json
+import logging
+import uuid
+from typing import Annotated, Optional
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+
+from core.nn import MLP
+from core.spec import JobSpec
+from services import queue
+from services.api.deps import OwnerDep, SessionDep, SettingsDep
+from services.api.downsample import downsample_indices
+from services.api.limits import spec_limit_errors
+from services.api.schemas import (ErrorDetail, JobCreated, JobDetail, JobList, JobStatus, JobSummary,
+                                  LossHistory, LossPointOut, Metrics, PredictRequest, PredictResponse,
+                                  Progress, Timings, finite_or_none)
+from services.store import jobs as job_store
+
+log = logging.getLogger(__name__)
+
+ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
+DEFAULT_LOSS_POINTS = 1000
+MAX_LOSS_POINTS = 10_000
+SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+               "X-Content-Type-Options": "nosniff"}
+
+
+def errors(*codes):
+    return {code: {"model": ErrorDetail} for code in codes}
+
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429))
+JobId = Annotated[uuid.UUID, "the job's id"]
+
+
+def find_job(session, job_id, owner):
+    """The caller's job, or 404 (another owner's job is indistinguishable from a missing one)."""
+    job = job_store.get_job(session, job_id, owner=owner)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job
+
+
+@router.post("", status_code=201, response_model=JobCreated, responses=errors(413))
+def submit_job(spec: JobSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+    problems = spec_limit_errors(spec, settings)
+    if problems:
+        raise RequestValidationError(problems)
+    active = job_store.count_active_jobs(session, owner)
+    if active >= settings.MAX_ACTIVE_JOBS_PER_OWNER:
+        raise HTTPException(429, f"{active} jobs queued or running, the limit is "
+                                 f"{settings.MAX_ACTIVE_JOBS_PER_OWNER}; wait for some to finish",
+                            headers={"Retry-After": str(ACTIVE_JOBS_RETRY_AFTER_SECONDS)})
+    job = job_store.create_job(session, owner, spec)
+    try:
+        queue.enqueue(job.id)
+    except Exception:  # the job row is the source of truth: the sweeper sends it again
+        log.warning("could not enqueue job %s now; it stays queued for the sweeper", job.id, exc_info=True)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobCreated(id=job.id, status=job.status)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(session: SessionDep, owner: OwnerDep,
+              status: Optional[JobStatus] = None,
+              limit: Annotated[int, Query(ge=1, le=200)] = 50,
+              cursor: Annotated[Optional[str], Query(max_length=200, description="from the previous page")] = None):
+    try:
+        jobs, next_cursor = job_store.list_jobs(session, owner, status=status, limit=limit, cursor=cursor)
+    except ValueError as e:
+        raise RequestValidationError([{"loc": ("query", "cursor"), "msg": f"invalid cursor: {e}",
+                                       "type": "value_error", "input": cursor}])
+    return JobList(items=[summary(job) for job in jobs],
+                   next_cursor=None if next_cursor is None else str(next_cursor))
+
+
+@router.get("/{job_id}", response_model=JobDetail, responses=errors(404))
+def get_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    return detail(find_job(session, job_id, owner))
+
+
+@router.post("/{job_id}/cancel", response_model=JobDetail, responses=errors(404))
+def cancel_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    """A queued job never starts; a running one stops within a step or two. A finished job is unchanged."""
+    find_job(session, job_id, owner)
+    return detail(job_store.cancel_job(session, job_id))
+
+
+@router.get("/{job_id}/loss", response_model=LossHistory, responses=errors(404))
+def get_loss(job_id: JobId, session: SessionDep, owner: OwnerDep,
+             start: Annotated[Optional[int], Query(ge=0, description="first step (inclusive)")] = None,
+             end: Annotated[Optional[int], Query(ge=0, description="last step (inclusive)")] = None,
+             max_points: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = DEFAULT_LOSS_POINTS):
+    """The loss history, also while the job runs; long curves are shrunk to max_points keeping spikes."""
+    if start is not None and end is not None and end < start:
+        raise RequestValidationError([{"loc": ("query", "end"), "msg": f"end ({end}) is before start ({start})",
+                                       "type": "value_error", "input": end}])
+    job = find_job(session, job_id, owner)
+    points = job_store.get_loss_points(session, job_id, start=start, end=end)
+    losses = np.array([p.loss for p in points], dtype=float)
+    kept = [points[i] for i in downsample_indices(losses, max_points)]
+    return LossHistory(job_id=job.id, status=job.status, total_points=len(points),
+                       points=[LossPointOut(step=p.step, loss=finite_or_none(p.loss),
+                                            accuracy=finite_or_none(p.accuracy), lr=finite_or_none(p.lr))
+                               for p in kept])
+
+
+@router.get("/{job_id}/params", responses={**errors(404), 200: {
+    "description": "the final parameters, loadable with core.nn.MLP.from_json",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
+def get_params(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    job = find_job(session, job_id, owner)
+    text = job_store.get_artifact(session, job_id, "params")
+    if text is None:
+        raise HTTPException(404, f"job {job_id} has no parameters yet (status {job.status})")
+    return Response(text, media_type="application/json")
+
+
+@router.get("/{job_id}/graph.svg", response_class=Response, responses={**errors(404), 200: {
+    "description": "the computation graph of one training step",
+    "content": {"image/svg+xml": {"schema": {"type": "string"}}}}})
+def get_graph(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    job = find_job(session, job_id, owner)
+    svg = job_store.get_artifact(session, job_id, "graph_svg")
+    if svg is None:
+        reason = ("it has not finished" if job.status in ("queued", "running")
+                  else "its spec did not ask for it (record.graph_svg)" if job.status == "succeeded"
+                  else f"it ended {job.status}")
+        raise HTTPException(404, f"job {job_id} has no graph: {reason}")
+    return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+@router.post("/{job_id}/predict", response_model=PredictResponse, responses=errors(404, 409, 413))
+def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+    job = find_job(session, job_id, owner)
+    if job.status != "succeeded":
+        raise HTTPException(409, f"job {job_id} is {job.status}; predictions need a succeeded job")
+    if len(body.xs) > settings.MAX_SAMPLES:
+        raise RequestValidationError([{"loc": ("body", "xs"), "msg": f"{len(body.xs)} samples, the limit is "
+                                       f"{settings.MAX_SAMPLES}", "type": "limit_exceeded", "input": None}])
+    model = MLP.from_json(json.loads(job_store.get_artifact(session, job_id, "params")))
+    wrong = [{"loc": ("body", "xs", i), "msg": f"expected {model.nin} inputs, got {len(x)}",
+              "type": "value_error", "input": x} for i, x in enumerate(body.xs) if len(x) != model.nin]
+    if wrong:
+        raise RequestValidationError(wrong)
+    ys = [model_output(model, x) for x in body.xs]
+    if any(y is None for y in ys):
+        raise HTTPException(422, "the model's output is not finite for these inputs")
+    return PredictResponse(ys=ys)
+
+
+def model_output(model, x):
+    """A float (one output neuron) or a list of floats; None if any output is not finite."""
+    try:
+        out = model(x)
+    except (OverflowError, ValueError):
+        return None
+    values = [finite_or_none(v.data) for v in out] if isinstance(out, list) else finite_or_none(out.data)
+    if values is None or (isinstance(values, list) and None in values):
+        return None
+    return values
+
+
+def summary(job):
+    return JobSummary(id=job.id, status=job.status, created_at=job.created_at, finished_at=job.finished_at,
+                      final_loss=finite_or_none(job.final_loss))
+
+
+def detail(job):
+    metrics = job.metrics and {k: finite_or_none(v) if k != "steps_done" else v
+                               for k, v in job.metrics.items() if k in Metrics.model_fields}
+    return JobDetail(
+        id=job.id, status=job.status, spec=JobSpec.model_validate(job.spec),
+        progress=Progress(step=job.progress_step or 0, total=job.total_steps,
+                          latest_loss=finite_or_none(job.latest_loss)),
+        metrics=None if metrics is None else Metrics(**metrics),
+        timings=Timings(queued_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at),
+        attempts=job.attempts, error=job.error, cancel_requested=job.cancel_requested)

@@ -1,0 +1,131 @@
+"""Fixtures for the API tests: a real database (SQLite and PostgreSQL), the app on it, and
+a recorder in place of the broker so no worker is needed."""
+import json
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from core.nn import MLP
+from services import queue
+from services.config import get_settings
+from services.store import db, jobs as job_store
+from services.store.models import Base
+
+REPO = Path(__file__).resolve().parents[2]
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def create_schema(url):
+    """The schema as the service gets it: through the Alembic migrations."""
+    if (REPO / "alembic.ini").exists():
+        from alembic import command
+        from alembic.config import Config
+        config = Config(str(REPO / "alembic.ini"))
+        config.set_main_option("sqlalchemy.url", url)
+        command.upgrade(config, "head")
+    else:  # until the migrations land
+        Base.metadata.create_all(db.get_engine(url))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
+        create_schema(url)
+        yield url
+        db.get_engine(url).dispose()
+        return
+    name = f"api_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        create_schema(url)
+        yield url
+    finally:
+        db.get_engine(url).dispose()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def service_env(database_url, monkeypatch):
+    """Settings from the environment, as in production, pointing at an emptied test database.
+    Returns a function that sets more variables (call it before make_client)."""
+    with db.get_engine(database_url).begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
+
+    def set_env(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+
+    set_env(DATABASE_URL=database_url, AUTH_REQUIRED="false", RATE_LIMIT_PER_MINUTE=100_000)
+    yield set_env
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The job ids the API sent to the broker, in order."""
+    sent = []
+    monkeypatch.setattr(queue, "enqueue", lambda job_id: sent.append(str(job_id)))
+    return sent
+
+
+@pytest.fixture
+def make_client(service_env, enqueued):
+    from services.api.app import create_app
+
+    def make(**env):
+        service_env(**env)
+        return TestClient(create_app())
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def submit(client, spec=None, key=None):
+    response = client.post("/jobs", json=spec or {}, headers=auth(key))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def finish_job(job_id, losses=(0.5, 0.25), svg="<svg xmlns='http://www.w3.org/2000/svg'/>"):
+    """Play the worker: claim the job, write its history and results, mark it succeeded.
+    Returns the parameters it stored (an MLP(3, [4, 4, 1]) as the seed spec trains)."""
+    params = MLP(3, [4, 4, 1], seed=1).to_json()
+    with db.session_scope() as session:
+        token = run_job(session, job_id, losses)
+        job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=len(losses),
+                             metrics={"final_loss": losses[-1], "accuracy": None, "val_loss": None,
+                                      "val_accuracy": None, "steps_done": len(losses)},
+                             params_json=json.dumps(params), graph_svg=svg)
+    return params
+
+
+def start_job(job_id, losses=(0.5,)):
+    """Play a worker that is still running: claimed, with part of its history written."""
+    with db.session_scope() as session:
+        run_job(session, job_id, losses)
+
+
+def run_job(session, job_id, losses):
+    token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+    assert token, f"job {job_id} could not be claimed"
+    points = [job_store.Point(step=i, loss=loss, lr=0.1) for i, loss in enumerate(losses)]
+    job_store.record_progress(session, job_id, token, points, steps_done=len(losses), latest_loss=losses[-1])
+    return token
