@@ -21,44 +21,49 @@ class Value:
         return f"Value(data={self.data})"
 
     # -- the primitive ops; everything else is built from them --------------
+    # (arguments are passed positionally: this is the hot path of every step)
 
     def __add__(self, other):
-        other = as_value(other)
-        return Value(self.data + other.data, (self, other), "+", _local=(1.0, 1.0))
+        if not isinstance(other, Value):
+            other = as_value(other)
+        return Value(self.data + other.data, (self, other), "+", "", (1.0, 1.0))
 
     def __mul__(self, other):
-        other = as_value(other)
-        return Value(self.data * other.data, (self, other), "*", _local=(other.data, self.data))
+        if not isinstance(other, Value):
+            other = as_value(other)
+        return Value(self.data * other.data, (self, other), "*", "", (other.data, self.data))
 
     def __pow__(self, k):
         if not isinstance(k, (int, float)) or isinstance(k, bool):
             raise TypeError(f"** supports int/float exponents only, got {type(k).__name__}")
-        x = self.data
+        x = float(self.data)  # float, so an overflow raises instead of growing a huge int
         out = _checked("**", lambda: x ** k, f"{x!r} ** {k!r}")
-        try:
-            local = k * x ** (k - 1)
-        except ZeroDivisionError:  # d/dx x**k at 0 for 0 < k < 1: the slope is infinite
-            local = math.inf
-        return Value(out, (self,), f"**{k}", _local=(local,))
+        if k == 0:
+            local = 0.0
+        elif x == 0 and k < 1:
+            local = math.inf  # the slope of x**k at 0 for 0 < k < 1
+        else:
+            local = _checked(f"**{k} (its derivative)", lambda: k * x ** (k - 1), f"{k!r} * {x!r} ** {k - 1!r}")
+        return Value(out, (self,), f"**{k}", "", (local,))
 
     def tanh(self):
         t = math.tanh(self.data)  # stable for any input, unlike the (e^2x - 1)/(e^2x + 1) form
-        return Value(t, (self,), "tanh", _local=(1.0 - t * t,))
+        return Value(t, (self,), "tanh", "", (1.0 - t * t,))
 
     def exp(self):
         x = self.data
         e = _checked("exp", lambda: math.exp(x), f"exp({x!r})")
-        return Value(e, (self,), "exp", _local=(e,))
+        return Value(e, (self,), "exp", "", (e,))
 
     def log(self):
         x = self.data
         if not x > 0:
             raise ValueError(f"log: input must be positive, got {x!r}")
-        return Value(math.log(x), (self,), "log", _local=(1.0 / x,))
+        return Value(math.log(x), (self,), "log", "", (1.0 / x,))
 
     def relu(self):
         x = self.data
-        return Value(x if x > 0 else 0.0, (self,), "ReLU", _local=(1.0 if x > 0 else 0.0,))
+        return Value(x if x > 0 else 0.0, (self,), "ReLU", "", (1.0 if x > 0 else 0.0,))
 
     def sigmoid(self):
         x = self.data
@@ -67,14 +72,14 @@ class Value:
         else:  # never evaluate exp of a large positive number
             e = math.exp(x)
             s = e / (1.0 + e)
-        return Value(s, (self,), "sigmoid", _local=(s * (1.0 - s),))
+        return Value(s, (self,), "sigmoid", "", (s * (1.0 - s),))
 
     def maximum(self, other):
         """max(self, other); the gradient flows to the larger operand (to self on ties)."""
         other = as_value(other)
         first = self.data >= other.data
         out = self.data if first else other.data
-        return Value(out, (self, other), "max", _local=(1.0, 0.0) if first else (0.0, 1.0))
+        return Value(out, (self, other), "max", "", (1.0, 0.0) if first else (0.0, 1.0))
 
     # -- composites, written the way the seed writes them --------------------
 
@@ -113,9 +118,17 @@ class Value:
                 node.grad = 0.0
         self.grad = 1.0
         for node in reversed(topo):
-            g = node.grad
-            for child, local in zip(node._prev, node._local):
-                child.grad += local * g
+            children = node._prev
+            if len(children) == 2:  # most nodes: unrolled, as this is the hottest loop
+                left, right = children
+                d_left, d_right = node._local
+                g = node.grad
+                left.grad += d_left * g
+                right.grad += d_right * g
+            elif children:
+                g = node.grad
+                for child, local in zip(children, node._local):
+                    child.grad += local * g
 
 
 def as_value(x):
@@ -128,21 +141,24 @@ def as_value(x):
 
 def topological_order(root):
     """Children before parents, without recursion (deep graphs must not hit the
-    recursion limit); the order depends only on the graph, never on ids or hashes."""
+    recursion limit); the order depends only on the graph, never on ids or hashes.
+
+    A post-order depth-first walk: a node is pushed back under a None marker
+    and emitted when the marker comes off, after all its children."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [root]
+    push, pop, visit, emit = stack.append, stack.pop, visited.add, order.append
     while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            order.append(node)
-            continue
-        if node in visited:
-            continue
-        visited.add(node)
-        stack.append((node, True))
-        for child in reversed(node._prev):
-            if child not in visited:
-                stack.append((child, False))
+        node = pop()
+        if node is None:
+            emit(pop())
+        elif node not in visited:
+            visit(node)
+            push(node)
+            push(None)
+            for child in reversed(node._prev):
+                if child not in visited:
+                    push(child)
     return order
 
 

@@ -34,7 +34,9 @@ class Neuron(Module):
             x = [x]
         if len(x) != len(self.w):
             raise ValueError(f"neuron expects {len(self.w)} inputs, got {len(x)}")
-        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        act = self.b  # b + w0*x0 + w1*x1 + ..., summed in the seed's order
+        for wi, xi in zip(self.w, x):
+            act = act + wi * xi
         return ACTIVATIONS[self.activation](act)
 
     def parameters(self):
