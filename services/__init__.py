@@ -1,0 +1,1 @@
+"""The service around `core`: HTTP API, Celery worker, and the database they share."""

@@ -1,0 +1,47 @@
+"""One settings object for every process of the service, read from the environment.
+
+The defaults are the embedded setup: a SQLite database and a server-less broker
+on a second SQLite file, both under ./var/ of the repository."""
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path(__file__).resolve().parents[1] / "var"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+    DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'service.db'}"
+    BROKER_URL: str = f"sqla+sqlite:///{VAR_DIR / 'broker.db'}"
+    HOST: str = "127.0.0.1"
+    PORT: int = 8000
+
+    AUTH_REQUIRED: bool = False
+    API_KEY_SECRET: str = Field("insecure-dev-secret", min_length=8,
+                                description="server secret that keys the HMAC of stored API keys")
+
+    MAX_STEPS: int = 100_000
+    MAX_SAMPLES: int = 10_000
+    MAX_LAYER_WIDTH: int = 256
+    MAX_LAYERS: int = 16
+    MAX_NODES_PER_STEP: int = 2_000_000
+    MAX_BODY_BYTES: int = 2_000_000
+    DEFAULT_TIME_LIMIT_SECONDS: float = 600.0
+    MAX_TIME_LIMIT_SECONDS: float = 3600.0
+
+    HEARTBEAT_SECONDS: float = 2.0
+    STALE_AFTER_SECONDS: float = 15.0
+    SWEEP_SECONDS: float = 5.0
+    REDELIVER_QUEUED_AFTER_SECONDS: float = 60.0
+    MAX_ATTEMPTS: int = 3
+
+    RATE_LIMIT_PER_MINUTE: int = 600
+    MAX_ACTIVE_JOBS_PER_OWNER: int = 100
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,82 @@
+"""Sending work to the workers. The API imports this module, never services.worker.
+
+The task is sent by name, so the sender needs no worker code; the job row stays the
+source of truth, the broker only delivers its id."""
+import sqlite3
+from functools import lru_cache
+from pathlib import Path
+
+from celery import Celery
+from kombu import Connection
+
+from services.config import get_settings
+from services.store import jobs
+from services.store.db import session_scope
+
+TASK_NAME = "train_job"
+BROKER_TIMEOUT_SECONDS = 5
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    _prepare_sqlite_broker(settings.BROKER_URL)
+    app = Celery("micrograd_service", broker=settings.BROKER_URL)
+    app.conf.update(
+        broker_transport_options=transport_options(settings.BROKER_URL),
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app
+
+
+@lru_cache
+def celery_client() -> Celery:
+    return make_celery()
+
+
+def enqueue(job_id) -> None:
+    """Sends the task for `job_id` and records the delivery time on the job row."""
+    send(job_id)
+    with session_scope() as session:
+        jobs.mark_enqueued(session, job_id)
+
+
+def send(job_id) -> None:
+    celery_client().send_task(TASK_NAME, args=[str(job_id)], retry=True,
+                              retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
+
+
+def check_broker() -> None:
+    """Raises when the broker cannot be reached."""
+    app = celery_client()
+    with Connection(app.conf.broker_url, transport_options=app.conf.broker_transport_options,
+                    connect_timeout=BROKER_TIMEOUT_SECONDS) as connection:
+        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        with connection.channel() as channel:
+            channel.queue_declare(queue=app.conf.task_default_queue)  # counts messages: a real round trip
+
+
+def transport_options(broker_url: str) -> dict:
+    if broker_url.startswith("redis"):
+        # Redis redelivers an unacked task after this long; the job table's sweeper recovers lost jobs
+        # much sooner, so it only has to be longer than any job may run.
+        return {"visibility_timeout": get_settings().MAX_TIME_LIMIT_SECONDS + 600}
+    if _is_sqlite_broker(broker_url):
+        return {"connect_args": {"timeout": 30}}  # handed to create_engine: a busy timeout for SQLite
+    return {}
+
+
+def _is_sqlite_broker(broker_url: str) -> bool:
+    return broker_url.startswith("sqla+sqlite")
+
+
+def _prepare_sqlite_broker(broker_url: str) -> None:
+    """WAL is a property of the database file, so setting it once here covers every process."""
+    if not _is_sqlite_broker(broker_url):
+        return
+    path = Path(broker_url.removeprefix("sqla+sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path, timeout=30) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,82 @@
+"""The database engine and sessions, one engine per URL and process.
+
+SQLite is tuned for several processes at once (API, worker, sweeper): WAL so readers
+never block the writer, a busy timeout instead of "database is locked", and every
+transaction begins IMMEDIATE so a read-then-write transaction waits for the write
+lock up front instead of failing when it upgrades."""
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.config import get_settings
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def get_engine(url: str | None = None) -> Engine:
+    return _engine_for(url or get_settings().DATABASE_URL)
+
+
+@lru_cache
+def _engine_for(url: str) -> Engine:
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    ensure_sqlite_dir(url)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                              "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def _session_factory(url: str) -> sessionmaker:
+    return sessionmaker(bind=_engine_for(url), expire_on_commit=False)
+
+
+def get_session() -> Session:
+    return _session_factory(get_settings().DATABASE_URL)()
+
+
+@contextmanager
+def session_scope():
+    session = get_session()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def check_database() -> None:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -1,0 +1,275 @@
+"""The one module that reads and writes jobs, loss points and artifacts.
+
+Every function takes a Session first and commits its own writes. Worker-side writes
+are guarded by the claim token that `claim_job` hands out: once another run has
+claimed the job, the old run's writes change nothing and raise `Superseded`."""
+import base64
+import json
+import math
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Optional
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from core.spec import JobSpec
+from services.store.models import ACTIVE_STATUSES, Artifact, Job, LossPoint, utcnow
+
+ARTIFACT_KINDS = ("params", "graph_svg")
+INSERT_CHUNK = 1000  # rows per INSERT, well under SQLite's limit on bound parameters
+
+
+class Superseded(Exception):
+    """Another run has claimed this job (or it is no longer running): this run must stop writing."""
+
+
+@dataclass(frozen=True)
+class Point:
+    step: int
+    loss: float
+    accuracy: Optional[float] = None
+    lr: Optional[float] = None
+
+
+# ---- API side ---------------------------------------------------------------------------------------------
+
+def create_job(session: Session, owner: str, spec: JobSpec) -> Job:
+    job = Job(owner=owner, status="queued", spec=spec.model_dump(mode="json"), total_steps=spec.steps)
+    session.add(job)
+    session.commit()
+    return job
+
+
+def get_job(session: Session, job_id, owner: Optional[str] = None) -> Optional[Job]:
+    job = session.get(Job, _as_uuid(job_id), populate_existing=True)
+    if job is None or (owner is not None and job.owner != owner):
+        return None
+    return job
+
+
+def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit: int = 50,
+              cursor: Optional[str] = None) -> tuple[list[Job], Optional[str]]:
+    """Newest first. `cursor` is the opaque `next_cursor` of the previous page; a malformed one raises ValueError."""
+    query = select(Job).where(Job.owner == owner)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor is not None:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created_at,
+                                and_(Job.created_at == created_at, Job.id < last_id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    jobs = list(session.scalars(query))
+    session.commit()
+    if len(jobs) <= limit:
+        return jobs, None
+    jobs = jobs[:limit]
+    return jobs, _encode_cursor(jobs[-1])
+
+
+def get_loss_points(session: Session, job_id, start: Optional[int] = None,
+                    end: Optional[int] = None) -> list[LossPoint]:
+    query = select(LossPoint).where(LossPoint.job_id == _as_uuid(job_id))
+    if start is not None:
+        query = query.where(LossPoint.step >= start)
+    if end is not None:
+        query = query.where(LossPoint.step <= end)
+    points = list(session.scalars(query.order_by(LossPoint.step)))
+    session.commit()
+    return points
+
+
+def get_artifact(session: Session, job_id, kind: str) -> Optional[str]:
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}, expected one of {ARTIFACT_KINDS}")
+    content = session.scalar(select(Artifact.content).where(Artifact.job_id == _as_uuid(job_id),
+                                                            Artifact.kind == kind))
+    session.commit()
+    return content
+
+
+def cancel_job(session: Session, job_id) -> Job:
+    """Queued: cancelled at once (it never starts). Running: asks the worker to stop. Final: unchanged."""
+    job_id = _as_uuid(job_id)
+    now = utcnow()
+    session.execute(_update_jobs().where(Job.id == job_id, Job.status == "queued")
+                    .values(status="cancelled", finished_at=now, cancel_requested=True))
+    session.execute(_update_jobs().where(Job.id == job_id, Job.status == "running")
+                    .values(cancel_requested=True))
+    session.commit()
+    job = get_job(session, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} does not exist")
+    return job
+
+
+def count_active_jobs(session: Session, owner: str) -> int:
+    count = session.scalar(select(func.count()).select_from(Job)
+                           .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES)))
+    session.commit()
+    return count
+
+
+def mark_enqueued(session: Session, job_id) -> None:
+    session.execute(_update_jobs().where(Job.id == _as_uuid(job_id)).values(enqueued_at=utcnow()))
+    session.commit()
+
+
+# ---- worker side ------------------------------------------------------------------------------------------
+
+def claim_job(session: Session, job_id, stale_after: float, max_attempts: int) -> Optional[str]:
+    """Atomically take a queued job, or a running one whose worker stopped beating. Returns the claim token,
+    or None when the job is not claimable (already taken, final, cancelled, or out of attempts)."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    claimable = or_(and_(Job.status == "queued", Job.cancel_requested.is_(False)),
+                    and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=stale_after)))
+    result = session.execute(
+        _update_jobs().where(Job.id == _as_uuid(job_id), Job.attempts < max_attempts, claimable)
+        .values(status="running", attempts=Job.attempts + 1, claim_token=token, heartbeat_at=now,
+                started_at=now, error=None))
+    session.commit()
+    return token if result.rowcount == 1 else None
+
+
+def load_spec(session: Session, job_id) -> JobSpec:
+    spec = session.scalar(select(Job.spec).where(Job.id == _as_uuid(job_id)))
+    session.commit()
+    return JobSpec.model_validate(spec)
+
+
+def heartbeat(session: Session, job_id, token: str) -> bool:
+    """Refreshes the heartbeat; False when this run no longer owns the job."""
+    result = session.execute(_owned(job_id, token).values(heartbeat_at=utcnow()))
+    session.commit()
+    return result.rowcount == 1
+
+
+def record_progress(session: Session, job_id, token: str, points: Iterable[Point], steps_done: int,
+                    latest_loss: Optional[float]) -> bool:
+    """Writes a batch of loss points with the progress fields; returns whether a cancel was requested."""
+    cancel_requested = session.scalar(
+        _owned(job_id, token).values(progress_step=steps_done, latest_loss=_finite(latest_loss))
+        .returning(Job.cancel_requested))
+    if cancel_requested is None:
+        session.rollback()
+        raise Superseded(f"job {job_id} is no longer owned by this run")
+    _insert_points(session, job_id, points)
+    session.commit()
+    return cancel_requested
+
+
+def finish_job(session: Session, job_id, token: str, status: str, points: Iterable[Point], steps_done: int,
+               metrics: dict, params_json: Optional[str], graph_svg: Optional[str]) -> None:
+    """Final results and the status change (succeeded or cancelled), in one transaction."""
+    if status not in ("succeeded", "cancelled"):
+        raise ValueError(f"finish_job ends a job as succeeded or cancelled, not {status!r}")
+    final_loss = _finite(metrics.get("final_loss"))
+    _end(session, job_id, token, status=status, progress_step=steps_done, latest_loss=final_loss,
+         final_loss=final_loss, metrics=_json_safe(metrics))
+    _insert_points(session, job_id, points)
+    for kind, content in (("params", params_json), ("graph_svg", graph_svg)):
+        if content is not None:
+            session.add(Artifact(job_id=_as_uuid(job_id), kind=kind, content=content))
+    session.commit()
+
+
+def fail_job(session: Session, job_id, token: str, reason: str, points: Iterable[Point] = (),
+             steps_done: Optional[int] = None) -> None:
+    """Marks the job failed with a readable reason, keeping the history written so far (plus `points`)."""
+    values = {"status": "failed", "error": reason}
+    if steps_done is not None:
+        values["progress_step"] = steps_done
+    _end(session, job_id, token, **values)
+    _insert_points(session, job_id, points)
+    session.commit()
+
+
+def take_jobs_to_redeliver(session: Session, stale_after: float, redeliver_after: float,
+                           max_attempts: int) -> list[uuid.UUID]:
+    """Jobs to send again: queued but not (re)sent for `redeliver_after` seconds, and running ones whose
+    heartbeat is older than `stale_after`. Each is marked as sent, atomically, so that of several
+    sweepers only one sends it."""
+    now = utcnow()
+    not_sent_lately = or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=redeliver_after))
+    waiting = or_(and_(Job.status == "queued", func.coalesce(Job.enqueued_at, Job.created_at)
+                       < now - timedelta(seconds=redeliver_after)),
+                  and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=stale_after),
+                       Job.attempts < max_attempts, not_sent_lately))
+    taken = list(session.scalars(_update_jobs().where(waiting).values(enqueued_at=now).returning(Job.id)))
+    session.commit()
+    return taken
+
+
+def fail_exhausted_jobs(session: Session, stale_after: float, max_attempts: int) -> list[uuid.UUID]:
+    """Running jobs whose worker died on their last allowed attempt: failed, so crash loops end."""
+    now = utcnow()
+    failed = list(session.scalars(
+        _update_jobs().where(Job.status == "running", Job.attempts >= max_attempts,
+                          Job.heartbeat_at < now - timedelta(seconds=stale_after))
+        .values(status="failed", finished_at=now, claim_token=None,
+                error=f"worker crashed {max_attempts} times (attempt limit reached)")
+        .returning(Job.id)))
+    session.commit()
+    return failed
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+
+def _update_jobs():
+    # Plain SQL UPDATEs: readers refresh from the database (populate_existing) instead.
+    return update(Job).execution_options(synchronize_session=False)
+
+
+def _owned(job_id, token: str):
+    return _update_jobs().where(Job.id == _as_uuid(job_id), Job.claim_token == token, Job.status == "running")
+
+
+def _end(session: Session, job_id, token: str, **values) -> None:
+    result = session.execute(_owned(job_id, token).values(finished_at=utcnow(), heartbeat_at=None, **values))
+    if result.rowcount != 1:
+        session.rollback()
+        raise Superseded(f"job {job_id} is no longer owned by this run")
+
+
+def _insert_points(session: Session, job_id, points: Iterable[Point]) -> None:
+    """Duplicates (a re-run, a redelivery) are dropped by the (job_id, step) key: the first write wins."""
+    job_id = _as_uuid(job_id)
+    rows = {p.step: {"job_id": job_id, "step": p.step, "loss": p.loss, "accuracy": _finite(p.accuracy),
+                     "lr": _finite(p.lr)}
+            for p in points if _finite(p.loss) is not None}  # a NaN loss has no place on a curve
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    rows = list(rows.values())
+    for start in range(0, len(rows), INSERT_CHUNK):
+        session.execute(insert(LossPoint).values(rows[start:start + INSERT_CHUNK]).on_conflict_do_nothing())
+
+
+def _finite(x: Optional[float]) -> Optional[float]:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _json_safe(metrics: dict) -> dict:
+    return {k: (_finite(v) if isinstance(v, float) else v) for k, v in metrics.items()}
+
+
+def _as_uuid(job_id) -> uuid.UUID:
+    return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"malformed cursor {cursor!r}") from e
