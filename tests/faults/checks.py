@@ -1,0 +1,54 @@
+"""What "no lost and no doubled history" means, checked against a reference run of the same spec.
+
+Training is deterministic, so the reference is simply `core.train.run_spec` in this process:
+a job re-run after any fault must reproduce it exactly."""
+import json
+from functools import lru_cache
+
+from core.spec import JobSpec
+
+
+@lru_cache
+def _reference(spec_json):
+    from core.train import TrainingDiverged, run_spec
+    try:
+        result = run_spec(JobSpec.model_validate_json(spec_json))
+        return result.history, result.params, None
+    except TrainingDiverged as e:
+        return e.history, None, e
+
+
+def reference_run(spec):
+    """(history, params, divergence) of an uninterrupted in-process run; cached per spec."""
+    return _reference(json.dumps(spec, sort_keys=True))
+
+
+def recorded_curve(history):
+    return [(record.step, record.loss) for record in history if record.recorded]
+
+
+def served_curve(points):
+    return [(point["step"], point["loss"]) for point in points]
+
+
+def assert_one_complete_history(client, job_id, spec):
+    """Succeeded, every recorded step exactly once, the same losses and parameters as the reference."""
+    history, params, _ = reference_run(spec)
+    job = client.job(job_id)
+    assert job["status"] == "succeeded", job
+    curve = served_curve(client.loss_points(job_id))
+    assert curve == recorded_curve(history)
+    assert job["metrics"]["final_loss"] == history[-1].loss
+    assert client.params(job_id) == params
+    return job
+
+
+def assert_duplicate_free_prefix(points, spec):
+    """A failed job keeps what it wrote so far: steps strictly increasing, each the reference's value."""
+    history, _, _ = reference_run(spec)
+    expected = dict(recorded_curve(history))
+    curve = served_curve(points)
+    steps = [step for step, _ in curve]
+    assert steps == sorted(set(steps)), "steps must be strictly increasing (no duplicates)"
+    assert all(expected.get(step) == loss for step, loss in curve), "a point differs from the reference run"
+    return curve

@@ -1,0 +1,180 @@
+"""Real service processes for fault injection: the API (uvicorn) and Celery workers.
+
+Each process runs in its own session (process group) with its output in a log
+file, so a test can SIGKILL exactly the process it means to and the teardown can
+always reap the whole group, whatever happened in between."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from .servers import free_port, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+RELIABILITY_ENV = {
+    "HEARTBEAT_SECONDS": "1",
+    "STALE_AFTER_SECONDS": "5",
+    "SWEEP_SECONDS": "1",
+    "REDELIVER_QUEUED_AFTER_SECONDS": "3",
+    "MAX_ATTEMPTS": "3",
+    "AUTH_REQUIRED": "false",
+    "RATE_LIMIT_PER_MINUTE": "100000",
+}
+
+
+def service_env(database_url, broker_url, **overrides):
+    env = dict(os.environ, DATABASE_URL=database_url, BROKER_URL=broker_url, PYTHONUNBUFFERED="1",
+               **RELIABILITY_ENV)
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env
+
+
+def children_of(pid):
+    """Direct children of a process, from /proc (psutil is not installed)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def is_alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class ServiceProcess:
+    """One subprocess with a log file; `kill`/`terminate` signal the main process only."""
+
+    def __init__(self, name, command, env, log_dir):
+        self.name = name
+        self.command = command
+        self.env = env
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.process = None
+
+    def start(self):
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self):
+        """SIGKILL the main process (its pool children die with it: Celery sets PDEATHSIG)."""
+        if self.running():
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def sigterm(self):
+        """Ask for a graceful stop; `wait_exit` tells how it went."""
+        os.kill(self.pid, signal.SIGTERM)
+
+    def wait_exit(self, timeout):
+        return self.process.wait(timeout)
+
+    def cleanup(self):
+        """Kill whatever is left of the process group, whatever state it is in."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+
+class Worker(ServiceProcess):
+    def wait_ready(self, timeout=60):
+        wait_until(lambda: not self.running() or " ready." in self.log(), timeout, interval=0.1,
+                   what=f"worker {self.name} ready")
+        if not self.running():
+            raise RuntimeError(f"worker {self.name} exited at start-up:\n{self.log()[-3000:]}")
+        return self
+
+    def pool_children(self):
+        return children_of(self.pid)
+
+    def kill_pool_children(self):
+        """SIGKILL every pool process: with concurrency 1, the one running the job."""
+        killed = self.pool_children()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        return killed
+
+
+class Api(ServiceProcess):
+    def __init__(self, name, env, log_dir, port):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "uvicorn", "services.api.app:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "warning"]
+        super().__init__(name, command, env, log_dir)
+
+    def wait_ready(self, timeout=60):
+        def healthy():
+            if not self.running():
+                return True
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_until(healthy, timeout, interval=0.1, what="API /healthz")
+        if not self.running():
+            raise RuntimeError(f"API exited at start-up:\n{self.log()[-3000:]}")
+        return self
+
+
+class Cluster:
+    """The processes of one test: an API, any number of workers, and their cleanup."""
+
+    def __init__(self, database_url, broker_url, **env_overrides):
+        self.env = service_env(database_url, broker_url, **env_overrides)
+        self.log_dir = tempfile.mkdtemp(prefix="faults-logs-")
+        self.processes = []
+        self.api = None
+
+    def start_api(self):
+        self.api = Api("api", self.env, self.log_dir, free_port())
+        self.processes.append(self.api.start())
+        return self.api.wait_ready()
+
+    def start_worker(self, name, concurrency=1, wait=True, **env_overrides):
+        command = [sys.executable, "-m", "celery", "-A", "services.worker.celery_app", "worker",
+                   "--hostname", f"{name}@%h", "--concurrency", str(concurrency), "--pool", "prefork",
+                   "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        env = dict(self.env, **{key: str(value) for key, value in env_overrides.items()})
+        worker = Worker(name, command, env, self.log_dir).start()
+        self.processes.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    def logs(self):
+        return "\n".join(f"===== {p.name} =====\n{p.log()[-4000:]}" for p in self.processes)
+
+    def cleanup(self):
+        for process in self.processes:
+            process.cleanup()
