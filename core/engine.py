@@ -57,13 +57,15 @@ class Value:
 
     def log(self):
         x = self.data
-        if not x > 0:
+        if x <= 0:  # (a NaN passes through, so the training loop reports it as divergence)
             raise ValueError(f"log: input must be positive, got {x!r}")
         return Value(math.log(x), (self,), "log", "", (1.0 / x,))
 
     def relu(self):
         x = self.data
-        return Value(x if x > 0 else 0.0, (self,), "ReLU", "", (1.0 if x > 0 else 0.0,))
+        if x <= 0:
+            return Value(0.0, (self,), "ReLU", "", (0.0,))
+        return Value(x, (self,), "ReLU", "", (1.0,))  # also for NaN, which must not turn into 0
 
     def sigmoid(self):
         x = self.data

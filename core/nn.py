@@ -22,11 +22,11 @@ class Module:
 
 
 class Neuron(Module):
-    def __init__(self, nin, activation="tanh", rng=None):
+    def __init__(self, nin, activation="tanh", rng=None, name=""):
         check_activation(activation)
         rng = rng if rng is not None else random.Random()
-        self.w = [Value(rng.uniform(-1, 1)) for _ in range(nin)]
-        self.b = Value(rng.uniform(-1, 1))
+        self.w = [Value(rng.uniform(-1, 1), label=f"{name}w{i}") for i in range(nin)]
+        self.b = Value(rng.uniform(-1, 1), label=f"{name}b")
         self.activation = activation
 
     def __call__(self, x):
@@ -50,9 +50,9 @@ class Neuron(Module):
 
 
 class Layer(Module):
-    def __init__(self, nin, nout, activation="tanh", rng=None):
+    def __init__(self, nin, nout, activation="tanh", rng=None, name=""):
         rng = rng if rng is not None else random.Random()
-        self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
+        self.neurons = [Neuron(nin, activation, rng, f"{name}N{j}.") for j in range(nout)]
         self.activation = activation
 
     def __call__(self, x):
@@ -83,7 +83,7 @@ class MLP(Module):
         if rng is None:
             rng = random.Random(seed)
         sizes = [nin] + list(nouts)
-        self.layers = [Layer(sizes[i], sizes[i + 1], activations[i], rng) for i in range(len(nouts))]
+        self.layers = [Layer(sizes[i], sizes[i + 1], activations[i], rng, f"L{i}.") for i in range(len(nouts))]
 
     def __call__(self, x):
         for layer in self.layers:
@@ -103,22 +103,28 @@ class MLP(Module):
 
     @classmethod
     def from_json(cls, params):
-        layers = params["layers"]
-        nouts = [len(layer["neurons"]) for layer in layers]
-        model = cls(params["nin"], nouts, [layer["activation"] for layer in layers], seed=0)
+        try:
+            layers = params["layers"]
+            nouts = [len(layer["neurons"]) for layer in layers]
+            model = cls(params["nin"], nouts, [layer["activation"] for layer in layers], seed=0)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not an MLP export (expected {{'nin', 'layers': [{{'activation', "
+                             f"'neurons'}}]}}): {e!r}") from None
         model.load_json(params)
         return model
 
     def load_json(self, params):
         """Copy the weights of a to_json() export into this model's parameters."""
+        def mismatch(where):
+            return ValueError(f"parameter shapes do not match this model at {where}")
         if params["nin"] != self.nin or len(params["layers"]) != len(self.layers):
-            raise ValueError("parameter shapes do not match this model")
-        for layer, saved_layer in zip(self.layers, params["layers"]):
+            raise mismatch("the top level (nin or number of layers)")
+        for i, (layer, saved_layer) in enumerate(zip(self.layers, params["layers"])):
             if len(saved_layer["neurons"]) != len(layer.neurons):
-                raise ValueError("parameter shapes do not match this model")
-            for neuron, saved in zip(layer.neurons, saved_layer["neurons"]):
+                raise mismatch(f"layer {i}")
+            for j, (neuron, saved) in enumerate(zip(layer.neurons, saved_layer["neurons"])):
                 if len(saved["w"]) != len(neuron.w):
-                    raise ValueError("parameter shapes do not match this model")
+                    raise mismatch(f"layer {i} neuron {j}")
                 for wi, value in zip(neuron.w, saved["w"]):
                     wi.data = float(value)
                 neuron.b.data = float(saved["b"])

@@ -1,0 +1,74 @@
+"""Optimizers (SGD with momentum, Adam) and learning-rate schedules.
+
+An optimizer updates p.data from p.grad for a fixed list of parameters; the
+learning rate of each step is passed in, so a schedule is just a function of
+the step number."""
+import math
+
+
+def constant(lr):
+    return lambda step: lr
+
+
+def linear_decay(lr, final_lr, steps):
+    """lr at step 0, moving in a straight line towards final_lr at step `steps`
+    (the moons demo's 1.0 - 0.9*k/100 is linear_decay(1.0, 0.1, 100))."""
+    return lambda step: lr + (final_lr - lr) * step / steps
+
+
+def cosine(lr, final_lr, steps):
+    """Half a cosine from lr at step 0 down to final_lr at step `steps`."""
+    return lambda step: final_lr + (lr - final_lr) * (1 + math.cos(math.pi * step / steps)) / 2
+
+
+def make_schedule(name, lr, final_lr=0.0, steps=1):
+    if name == "constant":
+        return constant(lr)
+    if name == "linear":
+        return linear_decay(lr, final_lr, steps)
+    if name == "cosine":
+        return cosine(lr, final_lr, steps)
+    raise ValueError(f"unknown schedule {name!r}; choose from constant, linear, cosine")
+
+
+class SGD:
+    """p -= lr * v with v = momentum * v + grad (PyTorch's convention; plain SGD for momentum 0)."""
+
+    def __init__(self, parameters, lr=0.1, momentum=0.0, schedule=None):
+        self.parameters = list(parameters)
+        self.schedule = schedule or constant(lr)
+        self.momentum = momentum
+        self.velocity = [0.0] * len(self.parameters)
+
+    def step(self, lr):
+        if self.momentum == 0.0:  # the seed's update, exactly: p.data += -lr * p.grad
+            for p in self.parameters:
+                p.data += -lr * p.grad
+            return
+        m, velocity = self.momentum, self.velocity
+        for i, p in enumerate(self.parameters):
+            velocity[i] = m * velocity[i] + p.grad
+            p.data -= lr * velocity[i]
+
+
+class Adam:
+    """Adam (Kingma & Ba) with bias-corrected moment estimates."""
+
+    def __init__(self, parameters, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, schedule=None):
+        self.parameters = list(parameters)
+        self.schedule = schedule or constant(lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = [0.0] * len(self.parameters)
+        self.v = [0.0] * len(self.parameters)
+        self.t = 0
+
+    def step(self, lr):
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for i, p in enumerate(self.parameters):
+            g = p.grad
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            m_hat, v_hat = self.m[i] / correction1, self.v[i] / correction2
+            p.data -= lr * m_hat / (math.sqrt(v_hat) + self.eps)

@@ -1,0 +1,236 @@
+"""The training loop: forward, zero the gradients, backward, update, report.
+
+train() works on any model and data; run_spec() builds everything from a
+JobSpec first. Both engines (interpreted Values, or core.compile's tape)
+produce the same history format."""
+import gc
+import logging
+import math
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
+
+from core.data import generate, train_validation_split
+from core.losses import LOSSES, batch_loss, l2_penalty
+from core.nn import MLP
+from core.optim import SGD, Adam, make_schedule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepRecord:
+    step: int                 # 0-based
+    loss: float               # the batch loss (including L2) before this step's update
+    lr: float
+    accuracy: Optional[float]  # on the batch; None for regression
+    recorded: bool            # kept in the history (every loss_every-th step and the last)
+
+
+@dataclass
+class TrainResult:
+    history: list
+    params: dict              # MLP.to_json() of the final parameters
+    metrics: dict             # final_loss, accuracy, val_loss, val_accuracy, steps_done
+    graph_svg: Optional[str]
+    stopped_early: bool
+    engine: str               # the engine that actually ran: 'compiled' or 'interpreted'
+
+
+class TrainingDiverged(Exception):
+    def __init__(self, step, history, reason):
+        super().__init__(f"diverged at step {step}: {reason}")
+        self.step = step
+        self.history = history
+
+
+# -- one step's loss and gradients --------------------------------------------
+
+def interpreted_loss_and_grads(model, loss_name, l2, xs, ys):
+    """Set every p.grad to d(batch loss incl. L2)/dp; return (loss, outputs)."""
+    outputs = [model(x) for x in xs]
+    loss = batch_loss(loss_name, outputs, ys)
+    if l2:
+        loss = loss + l2_penalty(model.parameters(), l2)
+    model.zero_grad()  # always, so the seed's accumulating-gradient bug cannot come back
+    loss.backward()
+    return loss.data, [_data(out) for out in outputs]
+
+
+def _data(output):
+    return [o.data for o in output] if isinstance(output, list) else output.data
+
+
+def _loss_function(engine, model, loss_name, l2, n_inputs):
+    """(loss_and_grads(xs, ys), name of the engine that will run)."""
+    def interpreted(xs, ys):
+        return interpreted_loss_and_grads(model, loss_name, l2, xs, ys)
+
+    if engine == "interpreted":
+        return interpreted, "interpreted"
+    if engine != "compiled":
+        raise ValueError(f"unknown engine {engine!r}; choose 'compiled' or 'interpreted'")
+    try:
+        from core.compile import CannotCompile, compile_loss
+    except ModuleNotFoundError as e:
+        if e.name != "core.compile":
+            raise
+        log.warning("compiled engine not available (%s); using the interpreted engine", e)
+        return interpreted, "interpreted"
+    try:
+        compiled = compile_loss(model, loss_name, l2, n_inputs)
+    except CannotCompile as e:
+        log.warning("cannot compile this model (%s); using the interpreted engine", e)
+        return interpreted, "interpreted"
+    return compiled.loss_and_grads, "compiled"
+
+
+@contextmanager
+def _cycle_collector_paused():
+    """A step allocates ~100k nodes that refcounting frees (a graph has no
+    cycles); the cycle collector would scan them over and over, finding
+    nothing, and cost ~40% of the step."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# -- accuracy -----------------------------------------------------------------
+
+def accuracy_rule(loss_name, ys):
+    """A function (outputs, targets) -> fraction correct, or None when the
+    targets are not class labels (regression)."""
+    if loss_name == "softmax_ce":
+        return lambda outs, ts: _fraction(_argmax(o) == t for o, t in zip(outs, ts))
+    if loss_name == "bce":
+        return lambda outs, ts: _fraction((o > 0) == (t == 1) for o, t in zip(outs, ts))
+    if all(isinstance(y, list) for y in ys):  # several outputs: one-hot targets are classes
+        if all(_is_one_hot(y) for y in ys):
+            return lambda outs, ts: _fraction(_argmax(o) == _argmax(t) for o, t in zip(outs, ts))
+        return None
+    if loss_name == "hinge" or all(y in (-1, 1) for y in ys):
+        return lambda outs, ts: _fraction((o > 0) == (t > 0) for o, t in zip(outs, ts))
+    return None
+
+
+def _is_one_hot(target):
+    return sorted(target)[-1:] == [1] and all(v in (-1, 0) for v in sorted(target)[:-1])
+
+
+def _argmax(values):
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def _fraction(hits):
+    hits = list(hits)
+    return sum(hits) / len(hits)
+
+
+# -- the loop -----------------------------------------------------------------
+
+def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None, l2=0.0, seed=0,
+          engine="compiled", callback=None, loss_every=1, validation=None):
+    """Train `model` for `steps` steps and return a TrainResult.
+
+    optimizer: an SGD or Adam over model.parameters() (default SGD, lr 0.1);
+    batch_size: None for full batch, else seeded random mini-batches;
+    callback(StepRecord) after every step, returning False stops early;
+    validation: optional (xs, ys) for the val_loss/val_accuracy metrics."""
+    _check_arguments(loss, xs, ys, steps, batch_size, loss_every)
+    xs, ys = _plain_lists(xs), _plain_lists(ys)
+    optimizer = optimizer if optimizer is not None else SGD(model.parameters(), lr=0.1)
+    loss_and_grads, engine_used = _loss_function(engine, model, loss, l2, len(xs[0]))
+    score = accuracy_rule(loss, ys)
+    batches = _batch_indices(len(xs), batch_size, seed)
+    history, stopped_early, steps_done, last_loss = [], False, 0, None
+    for step in range(steps):
+        batch = next(batches)
+        batch_xs = xs if batch is None else [xs[i] for i in batch]
+        batch_ys = ys if batch is None else [ys[i] for i in batch]
+        lr = optimizer.schedule(step)
+        loss_value, outputs = _guarded_step(loss_and_grads, batch_xs, batch_ys, step, history)
+        optimizer.step(lr)
+        steps_done, last_loss = step + 1, loss_value
+        record = StepRecord(step, loss_value, lr, score(outputs, batch_ys) if score else None,
+                            recorded=step % loss_every == 0 or step == steps - 1)
+        if record.recorded:
+            history.append(record)
+        if callback is not None and callback(record) is False:
+            stopped_early = True
+            break
+    metrics = _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_done)
+    return TrainResult(history, model.to_json(), metrics, None, stopped_early, engine_used)
+
+
+def _guarded_step(loss_and_grads, xs, ys, step, history):
+    """One loss-and-gradients call; a NaN/inf loss or an overflow is divergence."""
+    try:
+        with _cycle_collector_paused():
+            loss_value, outputs = loss_and_grads(xs, ys)
+    except (OverflowError, ZeroDivisionError) as e:
+        raise TrainingDiverged(step, history, str(e)) from e
+    if not math.isfinite(loss_value):
+        raise TrainingDiverged(step, history, f"the loss is {loss_value}")
+    return loss_value, outputs
+
+
+def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_done):
+    """Training accuracy and validation loss/accuracy at the final parameters
+    (this overwrites the parameters' grads, which training no longer needs)."""
+    metrics = {"final_loss": last_loss, "accuracy": None,
+               "val_loss": None, "val_accuracy": None, "steps_done": steps_done}
+    _, outputs = _evaluate(loss_and_grads, xs, ys)
+    if score is not None and outputs is not None:
+        metrics["accuracy"] = score(outputs, ys)
+    if validation is not None and len(validation[0]) > 0:
+        val_xs, val_ys = _plain_lists(validation[0]), _plain_lists(validation[1])
+        metrics["val_loss"], val_outputs = _evaluate(loss_and_grads, val_xs, val_ys)
+        if score is not None and val_outputs is not None:
+            metrics["val_accuracy"] = score(val_outputs, val_ys)
+    return metrics
+
+
+def _evaluate(loss_and_grads, xs, ys):
+    """(loss, outputs), or (None, None) when the final parameters overflow."""
+    try:
+        with _cycle_collector_paused():
+            loss_value, outputs = loss_and_grads(xs, ys)
+    except (OverflowError, ZeroDivisionError):
+        return None, None
+    return (loss_value if math.isfinite(loss_value) else None), outputs
+
+
+def _batch_indices(n, batch_size, seed):
+    """Yield None (the full batch) or a seeded random sample of indices, per step."""
+    rng = random.Random(seed)
+    while True:
+        yield None if batch_size is None or batch_size >= n else rng.sample(range(n), batch_size)
+
+
+def _check_arguments(loss, xs, ys, steps, batch_size, loss_every):
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    if len(xs) == 0 or len(xs) != len(ys):
+        raise ValueError(f"need as many targets as samples, and at least one: {len(xs)} xs, {len(ys)} ys")
+    if steps < 1 or loss_every < 1 or (batch_size is not None and batch_size < 1):
+        raise ValueError("steps, loss_every and batch_size must be positive")
+
+
+def _plain_lists(values):
+    """numpy arrays -> lists of Python floats (a numpy scalar on the left of a
+    Value would try to broadcast instead of calling Value's reflected ops)."""
+    return values.tolist() if hasattr(values, "tolist") else [
+        v.tolist() if hasattr(v, "tolist") else v for v in values]
+
+
+def predict(params, xs):
+    """Outputs of the MLP exported as `params` (MLP.to_json()): a float per
+    sample for one output, else a list of floats per sample."""
+    model = MLP.from_json(params)
+    with _cycle_collector_paused():
+        return [_data(model(x)) for x in _plain_lists(xs)]
