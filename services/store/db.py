@@ -17,15 +17,24 @@ from services.config import get_settings
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+_engines: dict[str, Engine] = {}
+
+
 def get_engine(url: str | None = None) -> Engine:
     return _engine_for(url or get_settings().DATABASE_URL)
 
 
-@lru_cache
 def _engine_for(url: str) -> Engine:
-    if make_url(url).get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    if url not in _engines:
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        _engines[url] = _sqlite_engine(url) if sqlite else create_engine(url, pool_pre_ping=True)
+    return _engines[url]
+
+
+def forget_connections_after_fork() -> None:
+    """A forked child must not use its parent's pooled connections (they share one socket)."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -1,0 +1,33 @@
+"""The worker's Celery app: `celery -A services.worker.celery_app worker`.
+
+Delivery is at-least-once: a task is acknowledged only after it ran (acks late), comes back
+when the process running it dies (reject on worker lost), and a worker holds one task at a
+time (prefetch of one) so a crash strands nothing else. What a broker cannot redeliver —
+a whole worker killed, a broker that lost its data — the job table's sweeper sends again."""
+from celery import signals
+
+from services.queue import make_celery
+
+app = make_celery()
+app.conf.update(
+    include=["services.worker.tasks"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # A broker outage must not kill running jobs: they finish and write to the database; the ack may be
+    # lost, and the duplicate delivery that follows is refused by the claim.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    worker_hijack_root_logger=False,
+)
+
+
+@signals.worker_process_init.connect
+def fresh_connections_in_child(**_):
+    from services.store.db import forget_connections_after_fork
+    forget_connections_after_fork()
+
+
+@signals.worker_ready.connect
+def start_sweeper(**_):
+    from services.worker.sweeper import start_sweeper_thread
+    start_sweeper_thread()

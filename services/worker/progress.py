@@ -1,0 +1,62 @@
+"""The training callback: buffers loss points and writes them in batches with the progress
+fields, stops training when a cancel is requested, and enforces the time limit."""
+import logging
+import time
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from services.store import jobs
+from services.store.db import session_scope
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+FLUSH_POINTS = 200
+
+
+class TimeLimitExceeded(Exception):
+    pass
+
+
+class Progress:
+    def __init__(self, job_id, token: str, time_limit_seconds: float):
+        self.job_id, self.token = job_id, token
+        self.time_limit_seconds = time_limit_seconds
+        self.deadline = time.monotonic() + time_limit_seconds
+        self.pending: list[jobs.Point] = []
+        self.steps_done = 0
+        self.latest_loss = None
+        self.cancel_requested = False
+        self._last_flush = time.monotonic()
+
+    def __call__(self, record) -> bool:
+        """Called after every training step; returning False stops training."""
+        self.steps_done = record.step + 1
+        self.latest_loss = record.loss
+        if record.recorded:
+            self.pending.append(jobs.Point(record.step, record.loss, record.accuracy, record.lr))
+        now = time.monotonic()
+        if now > self.deadline:
+            raise TimeLimitExceeded(f"time limit exceeded ({self.time_limit_seconds:g} s) "
+                                    f"after {self.steps_done} steps")
+        if len(self.pending) >= FLUSH_POINTS or now - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+        return not self.cancel_requested
+
+    def flush(self) -> None:
+        """Writes the pending points. If the database is unreachable they stay pending for the next flush;
+        `jobs.Superseded` propagates: another run owns the job now."""
+        self._last_flush = time.monotonic()
+        try:
+            with session_scope() as session:
+                self.cancel_requested = jobs.record_progress(session, self.job_id, self.token, self.pending,
+                                                             self.steps_done, self.latest_loss)
+        except (OperationalError, InterfaceError):
+            log.warning("could not write progress of job %s; keeping %d points for the next try",
+                        self.job_id, len(self.pending), exc_info=True)
+            return
+        self.pending = []
+
+    def take_pending(self) -> list[jobs.Point]:
+        points, self.pending = self.pending, []
+        return points

@@ -1,0 +1,45 @@
+"""The sweeper: the job table, not the broker, guarantees every job reaches a final state.
+
+It sends again the jobs that are queued but were not delivered (the message was lost, or never
+sent), and the running jobs whose heartbeat went stale (their worker died); a job that used up
+its attempts is failed instead, so crash loops end. Every worker runs one; several at once are
+harmless, since each redelivery is taken atomically and a duplicate delivery is refused by the claim."""
+import logging
+import threading
+import time
+
+from services import queue
+from services.config import get_settings
+from services.store import jobs
+from services.store.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+def sweep() -> list:
+    """One pass; returns the ids it sent again."""
+    settings = get_settings()
+    with session_scope() as session:
+        for job_id in jobs.fail_exhausted_jobs(session, settings.STALE_AFTER_SECONDS, settings.MAX_ATTEMPTS):
+            log.warning("job %s failed: its worker crashed on every attempt", job_id)
+        resend = jobs.take_jobs_to_redeliver(session, settings.STALE_AFTER_SECONDS,
+                                             settings.REDELIVER_QUEUED_AFTER_SECONDS, settings.MAX_ATTEMPTS)
+    for job_id in resend:
+        log.info("sending job %s again", job_id)
+        queue.send(job_id)
+    return resend
+
+
+def start_sweeper_thread() -> threading.Thread:
+    thread = threading.Thread(target=_sweep_forever, name="sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def _sweep_forever() -> None:
+    while True:
+        try:
+            sweep()
+        except Exception:  # the database or broker is down: try again next round
+            log.warning("sweep failed; retrying in %s s", get_settings().SWEEP_SECONDS, exc_info=True)
+        time.sleep(get_settings().SWEEP_SECONDS)

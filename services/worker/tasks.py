@@ -1,0 +1,92 @@
+"""The task: claim the job, train it with core, save what it produced.
+
+Every outcome ends the job row in a final state (succeeded, cancelled, failed with a reason),
+except a run that lost its claim: it exits without writing, the run that owns the job decides."""
+import json
+import logging
+import time
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from core.train import TrainingDiverged, run_spec
+from services.config import get_settings
+from services.store import jobs
+from services.store.db import session_scope
+from services.worker.celery_app import app
+from services.worker.heartbeat import Heartbeat
+from services.worker.progress import Progress, TimeLimitExceeded
+
+log = logging.getLogger(__name__)
+
+FINAL_WRITE_PATIENCE_SECONDS = 60  # keep trying to save results through a database restart
+MAX_REASON_CHARS = 2000
+
+
+@app.task(name="train_job", ignore_result=True)
+def train_job(job_id: str) -> str:
+    return run_job(job_id)
+
+
+def run_job(job_id: str) -> str:
+    """Runs one job to its end; returns its final status, or 'not claimed' / 'superseded'."""
+    settings = get_settings()
+    with session_scope() as session:
+        token = jobs.claim_job(session, job_id, settings.STALE_AFTER_SECONDS, settings.MAX_ATTEMPTS)
+    if token is None:
+        log.info("job %s is not claimable (taken, final or cancelled); nothing to do", job_id)
+        return "not claimed"
+    try:
+        with Heartbeat(job_id, token, settings.HEARTBEAT_SECONDS):
+            return _train_and_save(job_id, token, settings)
+    except jobs.Superseded:
+        log.warning("job %s was claimed by another run; this run stops without writing", job_id)
+        return "superseded"
+
+
+def _train_and_save(job_id, token: str, settings) -> str:
+    progress = None
+    try:
+        with session_scope() as session:
+            spec = jobs.load_spec(session, job_id)
+        progress = Progress(job_id, token, _time_limit(spec, settings))
+        result = run_spec(spec, callback=progress)
+    except TrainingDiverged as e:
+        return _fail(job_id, token, str(e), progress)
+    except TimeLimitExceeded as e:
+        return _fail(job_id, token, str(e), progress)
+    except jobs.Superseded:
+        raise
+    except Exception as e:  # a job must never hang in 'running': whatever went wrong becomes its reason
+        log.exception("job %s failed", job_id)
+        return _fail(job_id, token, f"{type(e).__name__}: {e}", progress)
+    status = "cancelled" if result.stopped_early and progress.cancel_requested else "succeeded"
+    _persist(lambda session: jobs.finish_job(
+        session, job_id, token, status, progress.take_pending(), progress.steps_done, result.metrics,
+        json.dumps(result.params), result.graph_svg))
+    return status
+
+
+def _fail(job_id, token: str, reason: str, progress) -> str:
+    points = progress.take_pending() if progress else []
+    steps_done = progress.steps_done if progress else None
+    _persist(lambda session: jobs.fail_job(session, job_id, token, reason[:MAX_REASON_CHARS], points, steps_done))
+    return "failed"
+
+
+def _time_limit(spec, settings) -> float:
+    return min(spec.time_limit_seconds or settings.DEFAULT_TIME_LIMIT_SECONDS, settings.MAX_TIME_LIMIT_SECONDS)
+
+
+def _persist(write) -> None:
+    """The final write, retried while the database is unreachable. If it never comes back the job stays
+    'running' without a heartbeat, and the sweeper gives it to another run."""
+    deadline = time.monotonic() + FINAL_WRITE_PATIENCE_SECONDS
+    while True:
+        try:
+            with session_scope() as session:
+                return write(session)
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline:
+                raise
+            log.warning("could not save the job's results; retrying", exc_info=True)
+            time.sleep(1)

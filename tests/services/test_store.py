@@ -1,0 +1,218 @@
+"""The persistence module against real databases (SQLite and PostgreSQL, from conftest)."""
+import threading
+
+import pytest
+
+from core.spec import JobSpec
+from services.store import jobs
+from services.store.db import session_scope
+
+STALE_NOW = 0  # stale_after=0: any heartbeat in the past counts as stale
+
+
+@pytest.fixture
+def session(service_env):
+    with session_scope() as session:
+        yield session
+
+
+def new_job(session, owner="alice", **spec):
+    return jobs.create_job(session, owner, JobSpec(**spec))
+
+
+def claim(session, job, stale_after=60, max_attempts=3):
+    return jobs.claim_job(session, job.id, stale_after=stale_after, max_attempts=max_attempts)
+
+
+def steps(session, job):
+    return [(p.step, p.loss) for p in jobs.get_loss_points(session, job.id)]
+
+
+def test_a_new_job_is_queued_with_its_spec(session):
+    job = new_job(session, steps=7)
+    loaded = jobs.get_job(session, job.id)
+    assert (loaded.status, loaded.total_steps, loaded.attempts) == ("queued", 7, 0)
+    assert JobSpec.model_validate(loaded.spec) == JobSpec(steps=7)
+    assert loaded.created_at.tzinfo is not None
+
+
+def test_another_owners_job_is_invisible(session):
+    job = new_job(session, owner="alice")
+    assert jobs.get_job(session, job.id, owner="bob") is None
+    assert jobs.get_job(session, str(job.id), owner="alice").id == job.id
+
+
+def test_list_is_newest_first_paginated_and_filtered(session):
+    created = [new_job(session, owner="carol").id for _ in range(5)]
+    new_job(session, owner="dave")
+    seen, cursor = [], None
+    while True:
+        page, cursor = jobs.list_jobs(session, "carol", limit=2, cursor=cursor)
+        seen += [job.id for job in page]
+        if cursor is None:
+            break
+    assert seen == created[::-1]
+    claim(session, jobs.get_job(session, created[0]))
+    running, _ = jobs.list_jobs(session, "carol", status="running")
+    assert [job.id for job in running] == [created[0]]
+    with pytest.raises(ValueError, match="malformed cursor"):
+        jobs.list_jobs(session, "carol", cursor="not-a-cursor")
+
+
+def test_a_job_is_claimed_once_even_by_racing_workers(session):
+    job = new_job(session)
+    tokens, barrier = [], threading.Barrier(6)
+
+    def race():
+        with session_scope() as own_session:
+            barrier.wait()
+            tokens.append(claim(own_session, job))
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([t for t in tokens if t]) == 1
+    loaded = jobs.get_job(session, job.id)
+    assert (loaded.status, loaded.attempts) == ("running", 1)
+
+
+def test_a_stale_run_is_reclaimed_and_the_old_run_cannot_write(session):
+    job = new_job(session)
+    old = claim(session, job)
+    assert claim(session, job) is None  # heartbeat is fresh
+    new = claim(session, job, stale_after=STALE_NOW)
+    assert new and new != old
+    with pytest.raises(jobs.Superseded):
+        jobs.record_progress(session, job.id, old, [jobs.Point(0, 9.0)], 1, 9.0)
+    with pytest.raises(jobs.Superseded):
+        jobs.finish_job(session, job.id, old, "succeeded", [], 1, {"final_loss": 9.0}, "{}", None)
+    with pytest.raises(jobs.Superseded):
+        jobs.fail_job(session, job.id, old, "boom")
+    assert not jobs.heartbeat(session, job.id, old)
+    assert jobs.heartbeat(session, job.id, new)
+    loaded = jobs.get_job(session, job.id)
+    assert (loaded.status, loaded.attempts, steps(session, job)) == ("running", 2, [])
+
+
+def test_attempts_are_limited(session):
+    job = new_job(session)
+    assert claim(session, job, max_attempts=1)
+    assert claim(session, job, stale_after=STALE_NOW, max_attempts=1) is None
+
+
+def test_loss_points_are_unique_per_step_and_the_first_write_wins(session):
+    job = new_job(session)
+    first = claim(session, job)
+    jobs.record_progress(session, job.id, first, [jobs.Point(0, 1.0), jobs.Point(1, 0.5)], 2, 0.5)
+    second = claim(session, job, stale_after=STALE_NOW)  # a re-run writes the same steps again
+    jobs.record_progress(session, job.id, second, [jobs.Point(0, 1.0), jobs.Point(1, 7.0),
+                                                    jobs.Point(2, 0.25), jobs.Point(2, 0.25)], 3, 0.25)
+    assert steps(session, job) == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    assert [(p.step, p.loss) for p in jobs.get_loss_points(session, job.id, start=1, end=1)] == [(1, 0.5)]
+
+
+def test_progress_is_visible_while_running_and_non_finite_losses_are_not_stored(session):
+    job = new_job(session, steps=10)
+    token = claim(session, job)
+    points = [jobs.Point(0, 2.0, accuracy=0.5, lr=0.1), jobs.Point(1, float("nan")), jobs.Point(2, float("inf"))]
+    assert jobs.record_progress(session, job.id, token, points, 3, float("inf")) is False
+    loaded = jobs.get_job(session, job.id)
+    assert (loaded.progress_step, loaded.latest_loss) == (3, None)
+    [point] = jobs.get_loss_points(session, job.id)
+    assert (point.step, point.loss, point.accuracy, point.lr) == (0, 2.0, 0.5, 0.1)
+
+
+def test_finishing_stores_results_and_status_together(session):
+    job = new_job(session)
+    token = claim(session, job)
+    metrics = {"final_loss": 0.125, "accuracy": None, "val_loss": None, "val_accuracy": None, "steps_done": 2}
+    jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(0, 0.5), jobs.Point(1, 0.125)], 2,
+                    metrics, '{"nin": 3}', "<svg/>")
+    loaded = jobs.get_job(session, job.id)
+    assert (loaded.status, loaded.final_loss, loaded.metrics, loaded.progress_step) == ("succeeded", 0.125,
+                                                                                         metrics, 2)
+    assert loaded.finished_at >= loaded.started_at >= loaded.created_at
+    assert jobs.get_artifact(session, job.id, "params") == '{"nin": 3}'
+    assert jobs.get_artifact(session, job.id, "graph_svg") == "<svg/>"
+    assert steps(session, job) == [(0, 0.5), (1, 0.125)]
+    assert claim(session, job, stale_after=STALE_NOW) is None  # final jobs are never claimed again
+
+
+def test_failing_keeps_the_history(session):
+    job = new_job(session)
+    token = claim(session, job)
+    jobs.record_progress(session, job.id, token, [jobs.Point(0, 1.0)], 1, 1.0)
+    jobs.fail_job(session, job.id, token, "diverged at step 1", [jobs.Point(1, float("nan"))], steps_done=2)
+    loaded = jobs.get_job(session, job.id)
+    assert (loaded.status, loaded.error, loaded.progress_step) == ("failed", "diverged at step 1", 2)
+    assert steps(session, job) == [(0, 1.0)]
+    assert jobs.get_artifact(session, job.id, "params") is None
+
+
+def test_cancelling_a_queued_job_means_it_never_starts(session):
+    job = new_job(session)
+    assert jobs.cancel_job(session, job.id).status == "cancelled"
+    assert claim(session, job) is None
+
+
+def test_cancelling_a_running_job_asks_the_worker_to_stop(session):
+    job = new_job(session)
+    token = claim(session, job)
+    assert jobs.cancel_job(session, job.id).status == "running"
+    assert jobs.record_progress(session, job.id, token, [], 1, 1.0) is True
+    jobs.finish_job(session, job.id, token, "cancelled", [], 1, {"final_loss": 1.0}, None, None)
+    assert jobs.cancel_job(session, job.id).status == "cancelled"
+
+
+def test_cancelling_a_final_job_changes_nothing(session):
+    job = new_job(session)
+    jobs.fail_job(session, job.id, claim(session, job), "boom")
+    assert jobs.cancel_job(session, job.id).status == "failed"
+    with pytest.raises(LookupError):
+        jobs.cancel_job(session, "00000000-0000-0000-0000-000000000000")
+
+
+def test_active_jobs_are_counted_per_owner(session):
+    running, queued, done = new_job(session), new_job(session), new_job(session)
+    new_job(session, owner="bob")
+    claim(session, running)
+    jobs.fail_job(session, done.id, claim(session, done), "boom")
+    assert jobs.count_active_jobs(session, "alice") == 2
+
+
+def test_undelivered_and_stale_jobs_are_taken_for_redelivery_once(session):
+    queued, running, fresh = new_job(session), new_job(session), new_job(session)
+    claim(session, running)
+    jobs.mark_enqueued(session, fresh.id)
+    taken = jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=0.5, max_attempts=3)
+    assert taken == [running.id]  # the queued ones were created or sent a moment ago: not yet "a while"
+    taken = set(jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=0, max_attempts=3))
+    assert taken == {queued.id, running.id, fresh.id}
+    assert jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=60, max_attempts=3) == []
+
+
+def test_a_fresh_heartbeat_is_left_alone(session):
+    job = new_job(session)
+    token = claim(session, job)
+    jobs.mark_enqueued(session, job.id)
+    assert jobs.heartbeat(session, job.id, token)
+    assert jobs.take_jobs_to_redeliver(session, stale_after=60, redeliver_after=0, max_attempts=3) == []
+    assert jobs.fail_exhausted_jobs(session, stale_after=60, max_attempts=1) == []
+
+
+def test_a_crash_loop_ends_after_the_attempt_limit(session):
+    job = new_job(session)
+    claim(session, job)
+    assert jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=0, max_attempts=1) == []
+    assert jobs.fail_exhausted_jobs(session, stale_after=STALE_NOW, max_attempts=1) == [job.id]
+    loaded = jobs.get_job(session, job.id)
+    assert loaded.status == "failed"
+    assert loaded.error == "worker crashed 1 times (attempt limit reached)"
+
+
+def test_unknown_artifact_kinds_are_refused(session):
+    with pytest.raises(ValueError):
+        jobs.get_artifact(session, new_job(session).id, "secrets")
+
