@@ -1,0 +1,144 @@
+"""The compiled engine: trace one sample's graph once, replay it over a whole batch.
+
+compile_loss() traces model + per-sample loss on placeholders and plans a flat tape
+(core/compile_trace.py) whose steps run vectorised over the batch with NumPy
+(core/compile_steps.py). Parameters stay Values: every call reads their .data and
+overwrites their .grad, so optimizers, parameter export and graph drawing work
+exactly as with the interpreted engine, which remains the reference."""
+import logging
+import math
+
+import numpy as np
+
+from core.compile_steps import Frame, Unreplayable
+from core.compile_trace import CLASS_INDEX_LOSSES, CannotCompile, plan, trace_sample
+from core.losses import LOSSES
+
+__all__ = ["CannotCompile", "CompiledLoss", "compile_loss"]
+
+log = logging.getLogger(__name__)
+
+BUFFERS_KEPT = 4  # batch sizes whose arrays stay allocated (full batches and the last, short one)
+
+
+def compile_loss(model, loss_name, l2, n_inputs):
+    """The batch loss of model under loss_name (+ l2 * sum p^2), compiled for samples of
+    n_inputs numbers. Raises CannotCompile(reason) if the graph has anything the tape
+    cannot replay; use the interpreted engine then."""
+    parameters = model.parameters()
+    trace = trace_sample(model, loss_name, n_inputs)
+    return CompiledLoss(model, loss_name, l2, plan(trace, parameters), parameters)
+
+
+class CompiledLoss:
+    def __init__(self, model, loss_name, l2, program, parameters):
+        self.model = model
+        self.loss_name = loss_name
+        self.l2 = float(l2)
+        self.program = program
+        self.parameters = parameters
+        self.mean = LOSSES[loss_name][1] == "mean"
+        self.class_targets = loss_name in CLASS_INDEX_LOSSES
+        self._buffers = {}
+
+    def __repr__(self):
+        products = sum(step.op == "affine" for step in self.program.steps)
+        return (f"CompiledLoss({self.loss_name}: {len(self.program.steps)} steps, {products} of them "
+                f"matrix products, {self.program.n_rows} rows per sample)")
+
+    def loss_and_grads(self, xs, ys):
+        """(batch loss incl. L2, per-sample outputs); sets every parameter's .grad to
+        d(loss)/d(parameter). A batch that reaches a value where the interpreted engine
+        raises or returns inf/nan is run by the interpreted engine, so the answer
+        (or the error) is always the interpreted one."""
+        inputs, targets = self._checked_batch(xs, ys)
+        params = np.fromiter((p.data for p in self.parameters), dtype=float, count=len(self.parameters))
+        try:
+            with np.errstate(all="ignore"):
+                loss, outputs, grads = self._replay(inputs, targets, params)
+            if not (math.isfinite(loss) and np.isfinite(grads).all()):
+                raise Unreplayable("the loss or a gradient is not finite")
+        except Unreplayable as reason:
+            log.info("this batch runs on the interpreted engine: %s", reason)
+            from core.train import interpreted_loss_and_grads  # core.train imports this module
+            return interpreted_loss_and_grads(self.model, self.loss_name, self.l2, xs, ys)
+        for p, g in zip(self.parameters, grads.tolist()):
+            p.grad = g
+        return loss, outputs
+
+    def _replay(self, inputs, targets, params):
+        program, n = self.program, len(inputs)
+        values, grads = self._arrays(n)
+        values[program.input_rows.at] = inputs.T
+        if self.class_targets:
+            frame = Frame(values, grads, params, np.zeros_like(params), classes=targets)
+        else:
+            values[program.target_rows.at] = targets.T
+            frame = Frame(values, grads, params, np.zeros_like(params))
+        if program.param_rows is not None:
+            values[program.param_rows.at] = params[program.param_row_params.at][:, None]
+
+        for step in program.steps:
+            step.forward(frame)
+        scale = 1.0 / n if self.mean else 1.0
+        loss = float(values[program.term_row].sum()) * scale + float(params @ params) * self.l2
+
+        grads.fill(0.0)
+        grads[program.term_row] = scale
+        for step in reversed(program.steps):
+            step.backward(frame)
+        if program.param_rows is not None:
+            program.param_row_params.add(frame.param_grads, grads[program.param_rows.at].sum(axis=1))
+        frame.param_grads += 2.0 * (params * self.l2)  # d(l2 * p*p)/dp, as the interpreted graph adds it
+        return loss, self._outputs(values), frame.param_grads
+
+    def _outputs(self, values):
+        outputs = values[self.program.output_rows.at]
+        return outputs[0].tolist() if self.program.single_output else outputs.T.tolist()
+
+    def _arrays(self, n):
+        """The (rows x n) value and gradient arrays, constants filled in."""
+        if n not in self._buffers:
+            if len(self._buffers) >= BUFFERS_KEPT:
+                self._buffers.pop(next(iter(self._buffers)))
+            values = np.empty((self.program.n_rows, n))
+            if self.program.constant_rows is not None:
+                values[self.program.constant_rows.at] = np.array(self.program.constant_values)[:, None]
+            self._buffers[n] = values, np.empty_like(values)
+        return self._buffers[n]
+
+    def _checked_batch(self, xs, ys):
+        """The batch as arrays: inputs (n x inputs), targets (n x outputs) or class indices (n)."""
+        program = self.program
+        inputs = _float_array(xs, "xs")
+        n_inputs = program.n_inputs
+        if inputs.ndim != 2 or inputs.shape[1] != n_inputs or len(inputs) == 0:
+            raise ValueError(f"xs must be a non-empty list of samples of {n_inputs} numbers, got shape {inputs.shape}")
+        if len(ys) != len(inputs):
+            raise ValueError(f"{len(inputs)} samples in xs but {len(ys)} targets in ys")
+        if self.class_targets:
+            return inputs, _class_indices(ys, program.n_classes)
+        targets = _float_array(ys, "ys")
+        n_outputs = program.n_outputs
+        expected = (len(inputs),) if program.single_output else (len(inputs), n_outputs)
+        if targets.shape != expected:
+            kind = "a number" if program.single_output else f"a list of {n_outputs} numbers"
+            raise ValueError(f"each target must be {kind} (the model's output), got shape {targets.shape[1:]}")
+        return inputs, targets.reshape(len(inputs), -1)
+
+
+def _float_array(rows, name):
+    try:
+        return np.asarray(rows, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numbers in equal-length lists: {error}") from None
+
+
+def _class_indices(ys, n_classes):
+    classes = np.asarray(ys)
+    if classes.ndim != 1 or not np.issubdtype(classes.dtype, np.number):
+        raise ValueError("softmax cross-entropy targets must be class indices")
+    as_int = classes.astype(np.intp)
+    if (as_int != classes).any() or (as_int < 0).any() or (as_int >= n_classes).any():
+        raise ValueError(f"class indices must be whole numbers in [0, {n_classes}), got {sorted(set(ys))[:5]}")
+    return as_int
