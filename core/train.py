@@ -234,3 +234,84 @@ def predict(params, xs):
     model = MLP.from_json(params)
     with _cycle_collector_paused():
         return [_data(model(x)) for x in _plain_lists(xs)]
+
+
+# -- from a JobSpec -----------------------------------------------------------
+
+def run_spec(spec, callback=None):
+    """Build data, model, loss and optimizer from a JobSpec and train; the
+    same spec and seed give bitwise-identical history and parameters."""
+    xs, ys = _spec_data(spec)
+    n_outputs = spec.model.layers[-1]
+    ys = encode_targets(spec.loss, ys, n_outputs, labels_are_classes=spec.data.kind != "inline")
+    train_xs, train_ys, val_xs, val_ys = train_validation_split(
+        xs, ys, spec.data.validation_fraction, spec.seed)
+    model = MLP(spec.input_count(), spec.model.layers, spec.model.activation_list(), seed=spec.seed)
+    result = train(model, train_xs, train_ys, spec.loss, make_optimizer(spec.optimizer, model, spec.steps),
+                   spec.steps, spec.batch_size, spec.l2, spec.seed, spec.engine, callback,
+                   spec.record.loss_every, validation=(val_xs, val_ys))
+    if spec.record.graph_svg:
+        from core.graph import render_svg, training_graph
+        result.graph_svg = render_svg(training_graph(model, spec.loss, train_xs, train_ys, spec.l2))
+    return result
+
+
+def _spec_data(spec):
+    data = spec.data
+    if data.kind == "inline":
+        return data.xs, data.ys
+    xs, ys = generate(data.kind, data.n_samples, data.noise, spec.seed, data.classes)
+    if data.kind == "seed":  # its +-1 targets as class indices, like every other generator
+        ys = [int(y > 0) for y in ys]
+    return xs, ys
+
+
+def make_optimizer(optimizer_spec, model, steps):
+    o = optimizer_spec
+    schedule = make_schedule(o.schedule, o.lr, o.final_lr, steps)
+    if o.name == "adam":
+        return Adam(model.parameters(), o.lr, o.beta1, o.beta2, o.eps, schedule=schedule)
+    return SGD(model.parameters(), o.lr, o.momentum, schedule=schedule)
+
+
+def encode_targets(loss_name, ys, n_outputs, labels_are_classes):
+    """Targets in the encoding loss_name expects: hinge -1/+1, bce 0/1,
+    softmax_ce a class index, sse/mse -1/+1 (one-hot over several outputs).
+
+    Generated data brings class indices; inline data brings its own targets,
+    which are kept for sse/mse and read as labels for the classification losses
+    (-1/+1 or 0/1 for hinge and bce, a class index for softmax_ce)."""
+    if loss_name in ("sse", "mse") and not labels_are_classes:
+        return _check_regression_targets(ys, n_outputs)
+    classes = _class_indices(loss_name, ys, n_outputs, labels_are_classes)
+    if loss_name == "softmax_ce":
+        return classes
+    if loss_name == "bce":
+        return [float(c) for c in classes]
+    if n_outputs == 1:  # hinge, or sse/mse on two classes
+        if max(classes) > 1:
+            raise ValueError(f"{loss_name} with one output needs 2 classes, the data has {max(classes) + 1}")
+        return [1.0 if c else -1.0 for c in classes]
+    return [[1.0 if k == c else -1.0 for k in range(n_outputs)] for c in classes]
+
+
+def _class_indices(loss_name, ys, n_outputs, labels_are_classes):
+    if labels_are_classes or loss_name == "softmax_ce":
+        if any(isinstance(y, list) or y != int(y) or y < 0 for y in ys):
+            raise ValueError(f"{loss_name} needs class indices 0, 1, 2, ... as targets")
+        classes = [int(y) for y in ys]
+        limit = n_outputs if n_outputs > 1 else 2
+        if max(classes) >= limit:
+            raise ValueError(f"class {max(classes)} needs more outputs than the last layer's {n_outputs}")
+        return classes
+    if any(isinstance(y, list) for y in ys) or not set(ys) <= {-1, 1} and not set(ys) <= {0, 1}:
+        raise ValueError(f"{loss_name} needs binary labels, all -1/+1 or all 0/1")
+    return [int(y > 0) for y in ys]
+
+
+def _check_regression_targets(ys, n_outputs):
+    for y in ys:
+        width = len(y) if isinstance(y, list) else 1
+        if width != n_outputs:
+            raise ValueError(f"a target has {width} values but the last layer has {n_outputs} outputs")
+    return [list(y) if isinstance(y, list) else y for y in ys]

@@ -1,0 +1,174 @@
+"""Computation graphs as SVG, after the seed's draw_dot: a record node per
+value (label | data | grad), an op node per operation, left to right.
+
+Pictures stay small: dot lays out ~400 values in about 0.2 s, but time and
+SVG size grow quickly beyond that, so a graph over `max_values` is drawn at
+a coarser level and the picture's title says which level it shows."""
+import graphviz
+
+from core.engine import Value, topological_order
+from core.losses import batch_loss, l2_penalty
+
+MAX_VALUES = 500          # record nodes per picture (the seed example's loss graph has ~400)
+MAX_NETWORK_EDGES = 1500  # weights drawn one edge each in the per-neuron view
+
+
+class GraphvizMissing(RuntimeError):
+    pass
+
+
+def trace(root):
+    """(nodes, edges) of the graph under root, in a deterministic order."""
+    nodes = topological_order(root)
+    edges = [(child, node) for node in nodes for child in node._prev]
+    return nodes, edges
+
+
+def draw_dot(root, max_values=MAX_VALUES, title=None):
+    """A graphviz.Digraph of the graph under root. Over max_values values, only
+    the max_values nearest the root are drawn, and the title says so."""
+    nodes = topological_order(root)
+    if len(nodes) > max_values:
+        shown = _nearest(root, max_values)
+        note = f"showing the {max_values} values nearest the output, of {len(nodes)}"
+        title = f"{title} ({note})" if title else note
+        nodes = [n for n in nodes if n in shown]
+    dot = _digraph(title)
+    names = {node: f"v{i}" for i, node in enumerate(nodes)}
+    hidden = 0
+    for node, name in names.items():
+        dot.node(name, _record(node.label, node.data, node.grad), shape="record")
+        if node._op:
+            dot.node(name + "op", node._op)
+            dot.edge(name + "op", name)
+        for child in node._prev:
+            if child in names:
+                dot.edge(names[child], name + "op")
+            else:
+                hidden += 1
+                dot.edge("elided", name + "op", style="dashed")
+    if hidden:
+        dot.node("elided", f"... {hidden} more inputs not drawn", shape="plaintext")
+    return dot
+
+
+def draw_network(model, title=None):
+    """One node per neuron (or, for a big model, one per layer)."""
+    sizes = [model.nin] + [len(layer.neurons) for layer in model.layers]
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    if sum(sizes) > MAX_VALUES or weights > MAX_NETWORK_EDGES:
+        return _draw_layers(model, _join(title, "one node per layer"))
+    dot = _digraph(_join(title, "one node per neuron"))
+    previous = [f"x{i}" for i in range(model.nin)]
+    for name in previous:
+        dot.node(name, _record(name), shape="record")
+    for i, layer in enumerate(model.layers):
+        current = []
+        for j, neuron in enumerate(layer.neurons):
+            name = f"L{i}.N{j}"
+            dot.node(name, _record(name, neuron.b.data, neuron.b.grad, first=layer.activation,
+                                   data_name="b"), shape="record")
+            for source in previous:
+                dot.edge(source, name)
+            current.append(name)
+        previous = current
+    return dot
+
+
+def _draw_layers(model, title):
+    dot = _digraph(title)
+    dot.node("in", _record("input", first=f"{model.nin} values"), shape="record")
+    previous = "in"
+    for i, layer in enumerate(model.layers):
+        params = len(layer.parameters())
+        dot.node(f"L{i}", _record(f"layer {i}", first=f"{len(layer.neurons)} {layer.activation} neurons",
+                                  second=f"{params} parameters"), shape="record")
+        dot.edge(previous, f"L{i}")
+        previous = f"L{i}"
+    return dot
+
+
+def training_graph(model, loss_name, xs, ys, l2=0.0, max_values=MAX_VALUES):
+    """The most detailed picture of one training step that stays under
+    max_values: the whole batch's loss graph, else one sample's, else the
+    network itself. Gradients are those at the model's current parameters."""
+    sample_loss = _loss_graph(model, loss_name, xs[:1], ys[:1], 0.0)
+    shared = len(model.parameters())  # in every sample's graph, but drawn once
+    per_sample = len(topological_order(sample_loss)) - shared
+    if per_sample * len(xs) + shared + len(xs) + shared * 4 * bool(l2) <= max_values:
+        loss = _loss_graph(model, loss_name, xs, ys, l2)
+        return draw_dot(loss, max_values, f"loss graph of the whole batch ({len(xs)} samples)")
+    if per_sample <= max_values:
+        return draw_dot(sample_loss, max_values,
+                        f"loss graph of one sample (sample 0 of {len(xs)}; the batch has about "
+                        f"{per_sample * len(xs)} values)")
+    return draw_network(model, f"network of {len(model.parameters())} parameters")
+
+
+def _loss_graph(model, loss_name, xs, ys, l2):
+    outputs = [model(x) for x in xs]
+    for i, out in enumerate(outputs if isinstance(outputs[0], Value) else []):
+        out.label = f"out{i}"
+    loss = batch_loss(loss_name, outputs, ys)
+    if l2:
+        loss = loss + l2_penalty(model.parameters(), l2)
+    loss.label = "loss"
+    model.zero_grad()
+    loss.backward()
+    return loss
+
+
+def render_svg(dot):
+    """The SVG text of a graphviz graph; needs Graphviz's `dot` program."""
+    try:
+        return dot.pipe(format="svg", encoding="utf-8")
+    except graphviz.ExecutableNotFound as e:
+        raise GraphvizMissing("rendering graphs needs Graphviz's `dot` program: install Debian's "
+                              "graphviz package (apt-get install graphviz)") from e
+
+
+def _digraph(title):
+    dot = graphviz.Digraph(format="svg", graph_attr={"rankdir": "LR"})
+    if title:
+        dot.attr(label=_escape(title), labelloc="t")
+    return dot
+
+
+def _record(label, data=None, grad=None, first=None, second=None, data_name="data"):
+    fields = [_escape(label)]
+    if first is not None:
+        fields.append(_escape(first))
+    if second is not None:
+        fields.append(_escape(second))
+    if data is not None:
+        fields.append(f"{data_name} {data:.4f}")
+    if grad is not None:
+        fields.append(f"grad {grad:.4f}")
+    return "{ " + " | ".join(fields) + " }"
+
+
+def _escape(text):
+    """Text as a literal inside a record label: no field separators, ports or
+    line breaks; graphviz escapes < > & itself when writing SVG."""
+    text = "".join(c if c.isprintable() else " " for c in str(text)).replace("\\", "\\\\")
+    for special in '{}|<>"':
+        text = text.replace(special, "\\" + special)
+    return text
+
+
+def _nearest(root, count):
+    """The `count` values closest to root (breadth-first)."""
+    shown, frontier = {root}, [root]
+    while frontier and len(shown) < count:
+        next_frontier = []
+        for node in frontier:
+            for child in node._prev:
+                if child not in shown and len(shown) < count:
+                    shown.add(child)
+                    next_frontier.append(child)
+        frontier = next_frontier
+    return shown
+
+
+def _join(title, level):
+    return f"{title}, {level}" if title else level
