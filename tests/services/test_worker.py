@@ -1,0 +1,184 @@
+"""The worker's task and sweeper, run in-process against real databases (no broker needed:
+`run_job` is what the Celery task `train_job` calls)."""
+import json
+import threading
+import time
+
+import pytest
+
+from core.nn import MLP
+from core.spec import JobSpec
+from core.train import StepRecord, TrainResult, predict
+from services import queue
+from services.store import jobs
+from services.store.db import session_scope
+
+
+@pytest.fixture
+def worker(service_env, tmp_path, monkeypatch):
+    """The task module, with the broker pointed at a throwaway file and sends recorded instead of made."""
+    service_env(BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.db'}", HEARTBEAT_SECONDS=0.05)
+    from services.worker import tasks
+    sent = []
+    monkeypatch.setattr(queue, "send", lambda job_id: sent.append(job_id))
+    tasks.sent = sent
+    return tasks
+
+
+def submit(**spec):
+    with session_scope() as session:
+        return jobs.create_job(session, "alice", JobSpec(**spec)).id
+
+
+def load(job_id):
+    with session_scope() as session:
+        return jobs.get_job(session, job_id)
+
+
+def history(job_id):
+    with session_scope() as session:
+        return [(p.step, p.loss) for p in jobs.get_loss_points(session, job_id)]
+
+
+def artifact(job_id, kind):
+    with session_scope() as session:
+        return jobs.get_artifact(session, job_id, kind)
+
+
+def fake_training(monkeypatch, worker, train):
+    """Replaces core's run_spec with `train(spec, callback)`."""
+    monkeypatch.setattr(worker, "run_spec", train)
+
+
+def record(step, loss=1.0):
+    return StepRecord(step=step, loss=loss, lr=0.1, accuracy=None, recorded=True)
+
+
+def test_the_seed_job_succeeds_with_its_history_params_and_graph(worker):
+    job_id = submit()
+    assert worker.run_job(str(job_id)) == "succeeded"
+    job = load(job_id)
+    assert (job.status, job.attempts, job.progress_step, job.error) == ("succeeded", 1, 100, None)
+    steps = history(job_id)
+    assert [step for step, _ in steps] == list(range(100))
+    assert job.final_loss == pytest.approx(job.metrics["final_loss"]) and job.final_loss < steps[0][1]
+    params = json.loads(artifact(job_id, "params"))
+    assert len(predict(params, [[2.0, 3.0, -1.0]])) == 1 and MLP.from_json(params)
+    assert artifact(job_id, "graph_svg").lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_a_second_delivery_does_nothing(worker):
+    job_id = submit(steps=5)
+    assert worker.run_job(str(job_id)) == "succeeded"
+    before = (load(job_id).finished_at, history(job_id))
+    assert worker.run_job(str(job_id)) == "not claimed"
+    assert (load(job_id).finished_at, history(job_id)) == before and load(job_id).attempts == 1
+
+
+def test_progress_is_written_in_batches_while_training(worker, monkeypatch):
+    seen_midway = []
+
+    def train(spec, callback):
+        for step in range(450):
+            callback(record(step))
+        seen_midway.append((load(job_id).progress_step, len(history(job_id))))
+        return TrainResult([], {}, {"final_loss": 1.0}, None, False, "compiled")
+
+    fake_training(monkeypatch, worker, train)
+    job_id = submit(steps=450)
+    assert worker.run_job(str(job_id)) == "succeeded"
+    [(progress_step, points)] = seen_midway
+    assert progress_step == 400 and points == 400  # two full batches of 200; the rest comes with the results
+    assert len(history(job_id)) == 450
+
+
+def test_cancelling_a_running_job_stops_it_and_keeps_its_history(worker):
+    job_id = submit(steps=1_000_000, record={"graph_svg": False})
+    thread = threading.Thread(target=worker.run_job, args=(str(job_id),))
+    thread.start()
+    while not load(job_id).progress_step:
+        time.sleep(0.05)
+    with session_scope() as session:
+        jobs.cancel_job(session, job_id)
+    thread.join(timeout=30)
+    job = load(job_id)
+    assert job.status == "cancelled"
+    steps = [step for step, _ in history(job_id)]
+    assert steps == list(range(len(steps))) and 0 < len(steps) < 1_000_000
+    assert job.progress_step == len(steps)
+
+
+def test_a_job_over_its_time_limit_fails_and_keeps_its_history(worker):
+    job_id = submit(steps=1_000_000, time_limit_seconds=0.5, record={"graph_svg": False})
+    assert worker.run_job(str(job_id)) == "failed"
+    job = load(job_id)
+    assert job.status == "failed" and job.error.startswith("time limit exceeded")
+    steps = [step for step, _ in history(job_id)]
+    assert steps == list(range(len(steps))) and len(steps) == job.progress_step > 0
+
+
+def test_diverging_training_fails_with_the_step_and_keeps_its_history(worker):
+    job_id = submit(model={"activations": "linear", "layers": [8, 8, 1]}, optimizer={"lr": 1000}, steps=50)
+    assert worker.run_job(str(job_id)) == "failed"
+    job = load(job_id)
+    assert job.error.startswith("diverged at step ")
+    diverged_at = int(job.error.split()[3].rstrip(":"))
+    assert [step for step, _ in history(job_id)] == list(range(diverged_at))
+
+
+def test_any_other_error_fails_the_job_with_a_readable_reason(worker, monkeypatch):
+    def train(spec, callback):
+        callback(record(0))
+        raise RuntimeError("the GPU caught fire")
+
+    fake_training(monkeypatch, worker, train)
+    job_id = submit()
+    assert worker.run_job(str(job_id)) == "failed"
+    assert load(job_id).error == "RuntimeError: the GPU caught fire"
+    assert history(job_id) == [(0, 1.0)]
+
+
+def test_a_superseded_run_stops_without_writing(worker, monkeypatch):
+    def train(spec, callback):
+        callback(record(0, loss=5.0))
+        with session_scope() as session:  # another worker takes over, as the sweeper allows for a stale run
+            assert jobs.claim_job(session, job_id, stale_after=0, max_attempts=3)
+        time.sleep(0.6)  # past the flush interval: the next step writes, and finds the job is not its own
+        callback(record(1, loss=5.0))
+        raise AssertionError("training went on after the run lost its claim")
+
+    fake_training(monkeypatch, worker, train)
+    job_id = submit()
+    assert worker.run_job(str(job_id)) == "superseded"
+    job = load(job_id)
+    assert (job.status, job.attempts, job.error, history(job_id)) == ("running", 2, None, [])
+
+
+def test_the_heartbeat_beats_while_a_step_runs(worker, monkeypatch):
+    beats = []
+
+    def train(spec, callback):
+        for _ in range(3):
+            beats.append(load(job_id).heartbeat_at)
+            time.sleep(0.2)  # one long step: no callback, yet the heartbeat goes on
+        return TrainResult([], {}, {"final_loss": None}, None, False, "compiled")
+
+    fake_training(monkeypatch, worker, train)
+    job_id = submit()
+    assert worker.run_job(str(job_id)) == "succeeded"
+    assert beats[0] < beats[1] < beats[2]
+
+
+def test_the_sweeper_resends_stale_jobs_and_ends_crash_loops(worker, service_env):
+    from services.worker.sweeper import sweep
+    service_env(STALE_AFTER_SECONDS=0, REDELIVER_QUEUED_AFTER_SECONDS=0, MAX_ATTEMPTS=2)
+    crashed, looping, queued = submit(), submit(), submit()
+    with session_scope() as session:
+        jobs.claim_job(session, crashed, stale_after=60, max_attempts=2)  # its worker then dies
+        for _ in range(2):
+            jobs.claim_job(session, looping, stale_after=0, max_attempts=2)
+    assert set(sweep()) == {crashed, queued}
+    assert sorted(worker.sent) == sorted([crashed, queued])
+    assert load(looping).status == "failed"
+    assert load(looping).error == "worker crashed 2 times (attempt limit reached)"
+    assert worker.run_job(str(crashed)) == "succeeded" and load(crashed).attempts == 2
