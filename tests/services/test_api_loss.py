@@ -1,0 +1,61 @@
+"""GET /jobs/{id}/loss: ranges and downsampling of long histories, served from the database."""
+import uuid
+
+import pytest
+from sqlalchemy import insert
+
+from services.store import db, jobs as job_store
+from services.store.models import LossPoint
+from tests.services.conftest import submit
+
+LONG = 100_000
+SPIKE_STEP = 61_234
+
+
+@pytest.fixture
+def long_job(client):
+    """A succeeded job with a 100,000-step history: a smooth decay with one spike."""
+    job_id = submit(client, {"steps": LONG})
+    with db.session_scope() as session:
+        token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+        rows = [{"job_id": uuid.UUID(job_id), "step": s, "loss": 1.0 / (1 + s), "accuracy": None, "lr": 0.1}
+                for s in range(LONG)]
+        rows[SPIKE_STEP]["loss"] = 99.0
+        session.execute(insert(LossPoint), rows)  # one executemany: much faster to set up than batches
+        session.commit()
+        job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=LONG,
+                             metrics={"final_loss": rows[-1]["loss"]}, params_json=None, graph_svg=None)
+    return job_id
+
+
+def test_a_long_history_comes_back_small_with_its_spike_and_in_ranges(client, long_job):
+    response = client.get(f"/jobs/{long_job}/loss")
+    assert response.status_code == 200
+    history = response.json()
+    assert history["total_points"] == LONG
+    points = history["points"]
+    assert len(points) <= 1000
+    steps = [p["step"] for p in points]
+    assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == LONG - 1
+    assert {"step": SPIKE_STEP, "loss": 99.0, "accuracy": None, "lr": 0.1} in points
+    assert len(response.content) < 100_000
+
+    # the same job (one 100,000-point setup serves both parts): step ranges and max_points
+    history = client.get(f"/jobs/{long_job}/loss", params={"start": 100, "end": 199, "max_points": 1000}).json()
+    assert history["total_points"] == 100
+    assert [p["step"] for p in history["points"]] == list(range(100, 200))
+
+    few = client.get(f"/jobs/{long_job}/loss", params={"max_points": 10}).json()["points"]
+    assert len(few) <= 10 and SPIKE_STEP in [p["step"] for p in few]
+
+    tail = client.get(f"/jobs/{long_job}/loss", params={"start": LONG - 3}).json()["points"]
+    assert [p["step"] for p in tail] == [LONG - 3, LONG - 2, LONG - 1]
+
+
+@pytest.mark.parametrize("query, field", [("max_points=0", "max_points"), ("max_points=10001", "max_points"),
+                                          ("start=-1", "start"), ("start=10&end=5", "end")])
+def test_bad_ranges_are_422(client, query, field):
+    job_id = submit(client)
+    response = client.get(f"/jobs/{job_id}/loss?{query}")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", field]
