@@ -63,7 +63,7 @@ def assert_close(actual, expected, rtol):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(problems())
 def test_loss_gradients_and_outputs_equal_the_interpreted_engine(problem):
     model, loss_name, l2, xs, ys = problem

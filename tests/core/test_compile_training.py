@@ -1,0 +1,75 @@
+"""Training with the compiled engine follows the interpreted engine's loss curve
+and ends at its parameters, for every optimizer, schedule, loss and batch mode."""
+import random
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.nn import ACTIVATIONS, MLP
+from core.optim import SGD, Adam, make_schedule
+from core.spec import JobSpec
+from core.train import run_spec, train
+from tests.core.test_compile import LOSS_NAMES, assert_close, output_width, random_targets
+
+STEPS = 50
+
+
+@st.composite
+def training_runs(draw):
+    loss_name = draw(st.sampled_from(LOSS_NAMES))
+    n_inputs = draw(st.integers(1, 3))
+    hidden = draw(st.lists(st.integers(1, 4), min_size=1, max_size=2))
+    layers = hidden + [output_width(loss_name, draw)]
+    activations = draw(st.lists(st.sampled_from(list(ACTIVATIONS)), min_size=len(layers), max_size=len(layers)))
+    n_samples = draw(st.integers(2, 10))
+    return dict(
+        loss_name=loss_name, n_inputs=n_inputs, layers=layers, activations=activations, n_samples=n_samples,
+        seed=draw(st.integers(0, 2**32 - 1)),
+        optimizer=draw(st.sampled_from(["sgd", "momentum", "adam"])),
+        schedule=draw(st.sampled_from(["constant", "linear", "cosine"])),
+        batch_size=draw(st.one_of(st.none(), st.integers(1, n_samples))),
+        l2=draw(st.sampled_from([0.0, 1e-3])),
+    )
+
+
+def make_optimizer(kind, schedule_name, model):
+    lr = 0.01 if kind == "adam" else 0.05
+    schedule = make_schedule(schedule_name, lr, lr / 10, STEPS)
+    if kind == "adam":
+        return Adam(model.parameters(), lr, schedule=schedule)
+    return SGD(model.parameters(), lr, momentum=0.9 if kind == "momentum" else 0.0, schedule=schedule)
+
+
+def run(engine, r):
+    rng = random.Random(r["seed"])
+    xs = [[rng.uniform(-2, 2) for _ in range(r["n_inputs"])] for _ in range(r["n_samples"])]
+    ys = random_targets(r["loss_name"], r["layers"][-1], r["n_samples"], rng)
+    model = MLP(r["n_inputs"], r["layers"], r["activations"], seed=r["seed"])
+    return train(model, xs, ys, r["loss_name"], make_optimizer(r["optimizer"], r["schedule"], model), STEPS,
+                 r["batch_size"], r["l2"], r["seed"], engine=engine)
+
+
+def flat_params(params_json):
+    return [v for layer in params_json["layers"] for n in layer["neurons"] for v in n["w"] + [n["b"]]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(training_runs())
+def test_compiled_training_follows_the_interpreted_loss_curve(r):
+    compiled, interpreted = run("compiled", r), run("interpreted", r)
+    assert compiled.engine == "compiled" and interpreted.engine == "interpreted"
+    np.testing.assert_allclose([s.loss for s in compiled.history], [s.loss for s in interpreted.history],
+                               rtol=1e-9)
+    assert_close(flat_params(compiled.params), flat_params(interpreted.params), 1e-9)
+    assert [s.accuracy for s in compiled.history] == [s.accuracy for s in interpreted.history]
+
+
+def test_the_default_job_trains_compiled_to_the_interpreted_result():
+    spec = {"steps": 50, "record": {"graph_svg": False}}
+    compiled = run_spec(JobSpec(**spec))
+    interpreted = run_spec(JobSpec(**spec, engine="interpreted"))
+    assert compiled.engine == "compiled"
+    np.testing.assert_allclose([s.loss for s in compiled.history], [s.loss for s in interpreted.history],
+                               rtol=1e-9)
+    assert_close(flat_params(compiled.params), flat_params(interpreted.params), 1e-9)
