@@ -7,6 +7,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
+from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
@@ -22,14 +24,9 @@ POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 def create_schema(url):
     """The schema as the service gets it: through the Alembic migrations."""
-    if (REPO / "alembic.ini").exists():
-        from alembic import command
-        from alembic.config import Config
-        config = Config(str(REPO / "alembic.ini"))
-        config.set_main_option("sqlalchemy.url", url)
-        command.upgrade(config, "head")
-    else:  # until the migrations land
-        Base.metadata.create_all(db.get_engine(url))
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
