@@ -25,7 +25,7 @@ class JobClient:
         return response.json()
 
     def loss_points(self, job_id):
-        response = self.http.get(f"/jobs/{job_id}/loss")
+        response = self.http.get(f"/jobs/{job_id}/loss", params={"max_points": 10_000})
         assert response.status_code == 200, response.text
         return response.json()["points"]
 

@@ -2,12 +2,10 @@
 (one of each per session, restartable), a fresh migrated database per test, and the
 test's service processes, always reaped at teardown."""
 import itertools
-import subprocess
-import sys
 
 import pytest
 
-from .harness import REPO, Cluster, service_env
+from .harness import Cluster, migrate
 from .servers import ThrowawayPostgres, ThrowawayRedis
 
 TEMPLATE_DB = "faults_template"
@@ -29,14 +27,6 @@ def template_database(postgres_server):
     postgres_server.sql(f"CREATE DATABASE {TEMPLATE_DB}")
     migrate(postgres_server.url(TEMPLATE_DB))
     return TEMPLATE_DB
-
-
-def migrate(database_url):
-    env = service_env(database_url, "memory://")
-    done = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise RuntimeError(f"alembic upgrade head failed:\n{done.stdout}\n{done.stderr}")
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,15 @@ def service_env(database_url, broker_url, **overrides):
     return env
 
 
+def migrate(database_url):
+    """The schema, the way the compose stack's migration service makes it."""
+    env = service_env(database_url, "memory://")
+    done = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"alembic upgrade head failed:\n{done.stdout}\n{done.stderr}")
+
+
 def children_of(pid):
     """Direct children of a process, from /proc (psutil is not installed)."""
     found = []

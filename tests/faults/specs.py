@@ -1,29 +1,54 @@
-"""Job specs for the fault tests, sized so a job runs long enough to be hit mid-training."""
-import copy
+"""Job specs for the fault tests, sized so a job runs long enough to be hit mid-training.
 
-# Several seconds of training on a loaded 2-core machine; its loss stays finite.
-LONG = {
-    "model": {"layers": [16, 16, 1]},
-    "data": {"kind": "moons", "n_samples": 100, "noise": 0.1},
-    "loss": "mse",
+The interpreted engine on the seed's data keeps a step cheap and its cost steady; the step
+count is calibrated once per process so a job trains for about TARGET_SECONDS here."""
+import copy
+import math
+import time
+from functools import lru_cache
+
+from core.spec import JobSpec
+
+TARGET_SECONDS = 5.0
+CALIBRATION_STEPS = 300
+MAX_SERVED_POINTS = 5000  # well under the loss endpoint's max_points, so the whole curve is served
+
+BASE = {
+    "model": {"layers": [8, 8, 1]},
+    "data": {"kind": "seed"},
+    "loss": "sse",
     "optimizer": {"name": "sgd", "lr": 0.05},
-    "steps": 3000,
+    "engine": "interpreted",
     "record": {"graph_svg": False},
 }
 
-# Each step multiplies the error: the loss overflows to infinity within a few dozen steps.
+# A huge learning rate: the loss overflows within a few dozen steps.
 DIVERGING = {
     "model": {"layers": [8, 1], "activations": ["relu", "linear"]},
     "data": {"kind": "seed"},
     "loss": "sse",
     "optimizer": {"name": "sgd", "lr": 50.0},
     "steps": 500,
+    "engine": "interpreted",
     "record": {"graph_svg": False},
 }
 
 
-def long_spec(seed=0, **changes):
-    """LONG with its own seed (so jobs are distinguishable) and any top-level changes."""
-    spec = copy.deepcopy(LONG)
-    spec.update(seed=seed, **changes)
+@lru_cache
+def calibrated_steps():
+    from core.train import run_spec
+    spec = JobSpec.model_validate(dict(BASE, steps=CALIBRATION_STEPS))
+    started = time.perf_counter()
+    run_spec(spec)
+    per_step = (time.perf_counter() - started) / CALIBRATION_STEPS
+    return max(500, min(50_000, round(TARGET_SECONDS / per_step)))
+
+
+def long_spec(seed=0, fraction=1.0, **changes):
+    """About `fraction` of TARGET_SECONDS of training, with its own seed and any top-level changes."""
+    steps = max(100, round(calibrated_steps() * fraction))
+    spec = copy.deepcopy(BASE)
+    spec.update(seed=seed, steps=steps, record={"graph_svg": False,
+                                                "loss_every": math.ceil(steps / MAX_SERVED_POINTS)})
+    spec.update(changes)
     return spec

@@ -1,0 +1,99 @@
+"""Fault injection, measured: each scenario of tests/faults/scenarios.py run a few times against
+real processes (API, Celery workers, a throwaway PostgreSQL and Redis), then a table of
+jobs lost, jobs duplicated and the time from the fault to every job being final (median).
+
+    .venv/bin/python benchmarks/faults.py [--trials 3] [--only redis,postgres]
+
+A job is lost when it does not succeed within the timeout or its history misses a step of the
+reference run; duplicated when a step is served twice, a value differs from the reference run
+(two runs mixed) or its parameters differ."""
+import argparse
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.faults import scenarios  # noqa: E402
+from tests.faults.checks import recorded_curve, reference_run, served_curve  # noqa: E402
+from tests.faults.client import JobClient  # noqa: E402
+from tests.faults.harness import Cluster, migrate  # noqa: E402
+from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis  # noqa: E402
+
+FINAL_TIMEOUT_SECONDS = 120
+TEMPLATE_DB = "bench_template"
+
+SCENARIOS = {  # name -> (label, injects the fault given cluster, client, servers)
+    "child": ("pool process SIGKILL", lambda c, j, s: scenarios.pool_child_killed(c, j)),
+    "worker": ("worker SIGKILL, other alive", lambda c, j, s: scenarios.whole_worker_killed(c, j)),
+    "twice": ("job delivered twice", lambda c, j, s: scenarios.delivered_twice(c, j)),
+    "sigterm": ("worker SIGTERM mid-job", lambda c, j, s: scenarios.sigterm_mid_job(c, j)),
+    "redis": ("Redis restart", lambda c, j, s: scenarios.redis_restarted(c, j, s["redis"])),
+    "postgres": ("PostgreSQL restart", lambda c, j, s: scenarios.postgres_restarted(c, j, s["postgres"])),
+}
+
+
+def judge(client, job_id, spec):
+    """(lost, duplicated) for one job that reached a final state (or not)."""
+    history, params, _ = reference_run(spec)
+    expected = recorded_curve(history)
+    if client.job(job_id)["status"] != "succeeded":
+        return True, False
+    curve = served_curve(client.loss_points(job_id))
+    steps = [step for step, _ in curve]
+    lost = not set(step for step, _ in expected) <= set(steps)
+    duplicated = (len(steps) != len(set(steps)) or not set(curve) <= set(expected)
+                  or client.params(job_id) != params)
+    return lost, duplicated
+
+
+def run_trial(inject, servers, database):
+    servers["postgres"].sql(f"CREATE DATABASE {database} TEMPLATE {TEMPLATE_DB}")
+    servers["redis"].flush()
+    cluster = Cluster(servers["postgres"].url(database), servers["redis"].url)
+    try:
+        client = JobClient(cluster.start_api().url)
+        fault = inject(cluster, client, servers)
+        for job_id, _ in fault.jobs:
+            try:
+                client.wait_final(job_id, timeout=FINAL_TIMEOUT_SECONDS)
+            except TimeoutError:
+                pass
+        recovered_after = time.monotonic() - fault.injected_at
+        verdicts = [judge(client, job_id, spec) for job_id, spec in fault.jobs]
+        return (len(fault.jobs), sum(lost for lost, _ in verdicts), sum(dup for _, dup in verdicts),
+                recovered_after)
+    finally:
+        cluster.cleanup()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated, of {list(SCENARIOS)}")
+    args = parser.parse_args()
+
+    postgres, redis_server = ThrowawayPostgres().init().start(), ThrowawayRedis().start()
+    servers = {"postgres": postgres, "redis": redis_server}
+    databases = (f"bench_{n}" for n in itertools.count())
+    try:
+        postgres.sql(f"CREATE DATABASE {TEMPLATE_DB}")
+        migrate(postgres.url(TEMPLATE_DB))
+        print(f"{'fault injected':<30} {'trials':>6} {'jobs':>5} {'lost':>5} {'duplicated':>10} "
+              f"{'recovery median (s)':>20} {'max (s)':>8}")
+        for name in args.only.split(","):
+            label, inject = SCENARIOS[name]
+            results = [run_trial(inject, servers, next(databases)) for _ in range(args.trials)]
+            times = [r[3] for r in results]
+            print(f"{label:<30} {args.trials:>6} {sum(r[0] for r in results):>5} {sum(r[1] for r in results):>5} "
+                  f"{sum(r[2] for r in results):>10} {statistics.median(times):>20.1f} {max(times):>8.1f}",
+                  flush=True)
+    finally:
+        redis_server.stop()
+        postgres.destroy()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Broker and database restarts while jobs are queued and running (issue 5): every job still
+reaches a final state, with no lost or doubled history."""
+import pytest
+
+from . import scenarios
+from .checks import assert_one_complete_history
+from .client import JobClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+
+@pytest.fixture
+def client(cluster):
+    return JobClient(cluster.start_api().url)
+
+
+def test_redis_restart_with_jobs_queued_and_running(cluster, client, redis_server):
+    fault = scenarios.redis_restarted(cluster, client, redis_server)
+
+    for job_id, spec in fault.jobs:
+        client.wait_final(job_id, timeout=90)
+        assert_one_complete_history(client, job_id, spec)
+
+
+def test_postgres_restart_while_workers_write(cluster, client, postgres_server):
+    fault = scenarios.postgres_restarted(cluster, client, postgres_server)
+
+    for job_id, spec in fault.jobs:
+        client.wait_final(job_id, timeout=90)
+        assert_one_complete_history(client, job_id, spec)
