@@ -1,0 +1,189 @@
+"""The training loop: convergence, zeroed gradients, callbacks, divergence, engines, run_spec."""
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import core.compile
+from core import MLP
+from core.data import generate, seed_example
+from core.optim import SGD, linear_decay
+from core.spec import JobSpec
+from core.train import (StepRecord, TrainingDiverged, encode_targets, interpreted_loss_and_grads, predict,
+                        run_spec, train)
+from tests.reference import seed_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+MOONS_SPEC = {
+    "model": {"layers": [16, 16, 1], "activations": ["relu", "relu", "linear"]},
+    "data": {"kind": "moons", "n_samples": 100, "noise": 0.1},
+    "loss": "hinge", "l2": 1e-4, "steps": 100,
+    "optimizer": {"name": "sgd", "lr": 1.0, "schedule": "linear", "final_lr": 0.1},
+}
+
+
+def test_the_seed_example_trains_below_0_01():
+    xs, ys = seed_example()
+    model = MLP(3, [4, 4, 1], seed=0)
+    result = train(model, xs, ys, "sse", SGD(model.parameters(), lr=0.1), steps=100, engine="interpreted")
+    assert result.metrics["final_loss"] < 0.01
+    assert result.metrics["accuracy"] == 1.0
+
+
+def test_gradients_are_zeroed_every_step_exactly_like_the_seeds_fixed_loop():
+    xs, ys = seed_example()
+    ours = MLP(3, [4, 4, 1], seed=3)
+    theirs = seed_engine.MLP(3, [4, 4, 1])
+    seed_engine.copy_weights(ours.parameters(), theirs.parameters())
+    history = train(ours, xs, ys, "sse", SGD(ours.parameters(), lr=0.1), steps=30, engine="interpreted").history
+    expected = [seed_engine.seed_training_step(theirs, xs, ys, lr=0.1) for _ in range(30)]
+    assert [r.loss for r in history] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_moons_demo_reaches_97_percent():
+    result = run_spec(JobSpec.model_validate({**MOONS_SPEC, "engine": "interpreted",
+                                              "record": {"graph_svg": False}}))
+    assert result.history[-1].accuracy >= 0.97
+    assert result.metrics["accuracy"] >= 0.97
+    assert [r.lr for r in result.history[:2]] == pytest.approx([1.0, 0.991])
+
+
+def test_the_callback_sees_every_step_and_the_history_keeps_every_nth():
+    seen = []
+    xs, ys = seed_example()
+    model = MLP(3, [4, 1], seed=0)
+    result = train(model, xs, ys, steps=10, loss_every=4, engine="interpreted", callback=seen.append)
+    assert [r.step for r in seen] == list(range(10))
+    assert [r.step for r in seen if r.recorded] == [0, 4, 8, 9]
+    assert result.history == [r for r in seen if r.recorded]
+    assert all(isinstance(r, StepRecord) and r.lr == 0.1 and r.accuracy is not None for r in seen)
+    assert result.metrics["steps_done"] == 10 and not result.stopped_early
+
+
+def test_returning_false_from_the_callback_stops_early():
+    xs, ys = seed_example()
+    result = train(MLP(3, [4, 1], seed=0), xs, ys, steps=50, engine="interpreted",
+                   callback=lambda record: record.step < 6)
+    assert result.stopped_early and result.metrics["steps_done"] == 7
+
+
+def test_an_exception_in_the_callback_propagates():
+    def boom(record):
+        raise RuntimeError("cancelled")
+    with pytest.raises(RuntimeError, match="cancelled"):
+        run_spec(JobSpec(engine="interpreted"), callback=boom)
+
+
+def test_divergence_is_a_clear_error_that_keeps_the_history():
+    xs, ys = seed_example()
+    model = MLP(3, [8, 1], ["relu", "linear"], seed=0)
+    with pytest.raises(TrainingDiverged) as caught:
+        train(model, xs, ys, "sse", SGD(model.parameters(), lr=50.0), steps=100, engine="interpreted")
+    error = caught.value
+    assert str(error).startswith(f"diverged at step {error.step}")
+    assert error.step > 0 and [r.step for r in error.history] == list(range(error.step))
+
+
+def test_mini_batches_are_seeded():
+    xs, ys = generate("blobs", 40, 0.3, seed=1)
+    ys = [1.0 if y else -1.0 for y in ys]
+
+    def losses(seed):
+        model = MLP(2, [4, 1], seed=0)
+        return [r.loss for r in train(model, xs, ys, "hinge", steps=8, batch_size=5, seed=seed,
+                                      engine="interpreted").history]
+    assert losses(1) == losses(1)
+    assert losses(1) != losses(2)
+
+
+@pytest.mark.parametrize("loss, ys, outputs, expected", [
+    ("hinge", [0, 1, 1], 1, [-1.0, 1.0, 1.0]),
+    ("sse", [0, 1], 1, [-1.0, 1.0]),
+    ("bce", [1, 0], 1, [1.0, 0.0]),
+    ("softmax_ce", [2, 0], 3, [2, 0]),
+    ("mse", [2, 0], 3, [[-1.0, -1.0, 1.0], [1.0, -1.0, -1.0]]),
+])
+def test_class_labels_become_each_losss_targets(loss, ys, outputs, expected):
+    assert encode_targets(loss, ys, outputs, labels_are_classes=True) == expected
+
+
+def test_inline_targets():
+    assert encode_targets("sse", [0.3, -2.0], 1, labels_are_classes=False) == [0.3, -2.0]
+    assert encode_targets("bce", [-1.0, 1.0], 1, labels_are_classes=False) == [0.0, 1.0]
+    assert encode_targets("hinge", [0.0, 1.0], 1, labels_are_classes=False) == [-1.0, 1.0]
+    with pytest.raises(ValueError, match="binary labels"):
+        encode_targets("hinge", [0.5, 1.0], 1, labels_are_classes=False)
+    with pytest.raises(ValueError, match="2 values but the last layer has 1"):
+        encode_targets("sse", [[1.0, 2.0]], 1, labels_are_classes=False)
+    with pytest.raises(ValueError, match="class 3"):
+        encode_targets("softmax_ce", [3], 3, labels_are_classes=False)
+
+
+def test_run_spec_metrics_with_a_validation_split():
+    spec = JobSpec.model_validate({
+        "model": {"layers": [8, 3]}, "data": {"kind": "blobs", "classes": 3, "n_samples": 30,
+                                             "validation_fraction": 0.2},
+        "loss": "softmax_ce", "steps": 20, "engine": "interpreted", "record": {"graph_svg": False}})
+    metrics = run_spec(spec).metrics
+    assert set(metrics) == {"final_loss", "accuracy", "val_loss", "val_accuracy", "steps_done"}
+    assert 0 <= metrics["val_accuracy"] <= 1 and metrics["val_loss"] > 0
+
+
+def test_a_regression_has_no_accuracy():
+    xs = [[x / 10] for x in range(10)]
+    result = train(MLP(1, [4, 1], seed=0), xs, [x[0] ** 2 for x in xs], "mse", steps=3, engine="interpreted")
+    assert result.history[0].accuracy is None and result.metrics["accuracy"] is None
+
+
+def test_predict_uses_the_exported_parameters():
+    model = MLP(3, [4, 2], seed=0)
+    xs, _ = seed_example()
+    assert predict(model.to_json(), xs) == [[o.data for o in model(x)] for x in xs]
+    single = MLP(3, [4, 1], seed=0)
+    assert predict(single.to_json(), xs) == [single(x).data for x in xs]
+
+
+def test_the_compiled_engine_gives_the_same_history_format_and_numbers():
+    spec = {**MOONS_SPEC, "steps": 15, "record": {"graph_svg": False}}
+    compiled = run_spec(JobSpec.model_validate({**spec, "engine": "compiled"}))
+    interpreted = run_spec(JobSpec.model_validate({**spec, "engine": "interpreted"}))
+    assert (compiled.engine, interpreted.engine) == ("compiled", "interpreted")
+    assert [(r.step, r.lr, r.accuracy, r.recorded) for r in compiled.history] == \
+        [(r.step, r.lr, r.accuracy, r.recorded) for r in interpreted.history]
+    assert [r.loss for r in compiled.history] == pytest.approx([r.loss for r in interpreted.history], rel=1e-9)
+
+
+def test_falls_back_to_the_interpreted_engine_when_the_model_cannot_compile(monkeypatch, caplog):
+    def refuse(*args):
+        raise core.compile.CannotCompile("test says no")
+    monkeypatch.setattr(core.compile, "compile_loss", refuse)
+    with caplog.at_level(logging.WARNING, logger="core.train"):
+        result = run_spec(JobSpec(steps=3, record={"graph_svg": False}))
+    assert result.engine == "interpreted" and "test says no" in caplog.text
+    assert len(result.history) == 3
+
+
+RUN_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from core.spec import JobSpec
+    from core.train import run_spec
+    result = run_spec(JobSpec.model_validate(json.loads(sys.argv[1])))
+    print(json.dumps([[r.step, r.loss.hex(), r.lr.hex(), r.accuracy] for r in result.history]))
+    print(json.dumps(result.params))
+    print(len(result.graph_svg or ""))
+""")
+
+
+@pytest.mark.parametrize("engine", ["interpreted", "compiled"])
+def test_same_spec_same_history_and_parameters_in_fresh_processes(engine):
+    spec = JobSpec.model_validate({**MOONS_SPEC, "steps": 10, "batch_size": 30, "seed": 12,
+                                   "engine": engine, "optimizer": {"name": "adam", "lr": 0.05},
+                                   "data": {"kind": "moons", "n_samples": 60, "validation_fraction": 0.2}})
+    runs = [subprocess.run([sys.executable, "-c", RUN_SCRIPT, spec.model_dump_json()], cwd=ROOT, check=True,
+                           capture_output=True, text=True, env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"})
+            for seed in ("1", "2")]
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout.count("0x") >= 20
