@@ -1,0 +1,127 @@
+"""Real service processes for integration tests: the commands docker-compose.yml runs, run natively,
+on a fresh PostgreSQL database and a Redis database of their own."""
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from compose_spec import PyCompose
+
+REPO = Path(__file__).resolve().parents[2]
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+REDIS = "redis://127.0.0.1:6379"
+
+
+def compose_file() -> dict:
+    """docker-compose.yml, read by a real compose parser."""
+    return PyCompose.from_yaml((REPO / "docker-compose.yml").read_text()).to_dict()
+
+
+def compose_command(service: str) -> list[str]:
+    """A service's command as the container runs it; `python -m` runs the same console script natively."""
+    return [sys.executable, "-m", *compose_file()["services"][service]["command"]]
+
+
+def compose_environment(service: str, **overrides) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.update(compose_file()["services"][service]["environment"])
+    env.update({name: str(value) for name, value in overrides.items()})
+    return env
+
+
+@contextlib.contextmanager
+def fresh_postgres_database():
+    name = f"itest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def own_redis_database():
+    """One of Redis's numbered databases, emptied before and after."""
+    url = f"{REDIS}/{random.randint(1, 15)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A child process in its own session with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name, self.log_path = name, Path(log_dir) / f"{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then SIGKILL of the whole process group if it does not go in time."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)  # leftovers, e.g. pool children
+        return self.popen.returncode
+
+
+def run_to_completion(argv: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{argv} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def wait_until_ready(base_url: str, processes: list[Process], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.popen.poll() is None, f"{process.name} exited:\n{process.log()}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{base_url} not ready after {timeout} s:\n" + "\n".join(p.log() for p in processes))
+
+
+def wait_for_final(client: httpx.Client, job_ids: list[str], timeout: float) -> dict:
+    """Polls until every job is succeeded, failed or cancelled; returns id -> job."""
+    final, deadline = {}, time.monotonic() + timeout
+    while len(final) < len(job_ids) and time.monotonic() < deadline:
+        for job_id in set(job_ids) - set(final):
+            job = client.get(f"/jobs/{job_id}").raise_for_status().json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                final[job_id] = job
+        time.sleep(0.25)
+    missing = {job_id: client.get(f"/jobs/{job_id}").json()["status"] for job_id in set(job_ids) - set(final)}
+    assert not missing, f"not final after {timeout} s: {missing}"
+    return final
