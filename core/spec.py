@@ -71,8 +71,17 @@ class GeneratedData(StrictModel):
     classes: Annotated[int, Field(ge=2, le=100)] = 2
     validation_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
+    @model_validator(mode="after")
+    def _binary_kinds_have_two_classes(self):
+        if self.kind in ("moons", "circles", "xor") and self.classes != 2:
+            raise ValueError(f"{self.kind} has 2 classes; classes={self.classes} needs spirals or blobs")
+        return self
+
     def input_count(self):
         return 3 if self.kind == "seed" else 2
+
+    def class_count(self):
+        return 2 if self.kind == "seed" else self.classes
 
     def sample_count(self):
         return 4 if self.kind == "seed" else self.n_samples
@@ -122,12 +131,19 @@ class JobSpec(StrictModel):
         outputs = self.model.layers[-1]
         if self.loss in ("hinge", "bce") and outputs != 1:
             raise ValueError(f"loss {self.loss} needs one output neuron, the last layer has {outputs}")
-        if self.loss == "softmax_ce":
-            classes = self.data.classes if isinstance(self.data, GeneratedData) else None
-            if classes is not None and self.data.kind != "seed" and outputs != classes:
-                raise ValueError(f"softmax_ce over {classes} classes needs {classes} outputs, "
-                                 f"the last layer has {outputs}")
+        if isinstance(self.data, GeneratedData):
+            self._outputs_fit_the_classes(outputs, self.data.class_count())
         return self
+
+    def _outputs_fit_the_classes(self, outputs, classes):
+        if self.loss == "softmax_ce" and outputs != classes:
+            raise ValueError(f"softmax_ce over {classes} classes needs {classes} outputs, "
+                             f"the last layer has {outputs}")
+        if self.loss in ("hinge", "bce") and classes != 2:
+            raise ValueError(f"loss {self.loss} is for 2 classes, the data has {classes}")
+        if self.loss in ("sse", "mse") and (outputs == 1 and classes != 2 or 1 < outputs < classes):
+            raise ValueError(f"{self.loss} over {classes} classes needs one output per class "
+                             f"(or one output for 2 classes), the last layer has {outputs}")
 
     def input_count(self):
         return self.model.inputs or self.data.input_count()
