@@ -43,6 +43,10 @@ class TrainingDiverged(Exception):
         super().__init__(f"diverged at step {step}: {reason}")
         self.step = step
         self.history = history
+        self.reason = reason
+
+    def __reduce__(self):  # picklable, for callers that train in another process
+        return type(self), (self.step, self.history, self.reason)
 
 
 # -- one step's loss and gradients --------------------------------------------

@@ -1,5 +1,6 @@
 """The training loop: convergence, zeroed gradients, callbacks, divergence, engines, run_spec."""
 import logging
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -85,6 +86,8 @@ def test_divergence_is_a_clear_error_that_keeps_the_history():
     error = caught.value
     assert str(error).startswith(f"diverged at step {error.step}")
     assert error.step > 0 and [r.step for r in error.history] == list(range(error.step))
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.step, copy.history) == (str(error), error.step, error.history)
 
 
 def test_mini_batches_are_seeded():
