@@ -107,8 +107,9 @@ def training_graph(model, loss_name, xs, ys, l2=0.0, max_values=MAX_VALUES):
 
 def _loss_graph(model, loss_name, xs, ys, l2):
     outputs = [model(x) for x in xs]
-    for i, out in enumerate(outputs if isinstance(outputs[0], Value) else []):
-        out.label = f"out{i}"
+    for i, out in enumerate(outputs):
+        for j, value in enumerate(out if isinstance(out, list) else [out]):
+            value.label = f"out{i}" if isinstance(out, Value) else f"out{i}.{j}"
     loss = batch_loss(loss_name, outputs, ys)
     if l2:
         loss = loss + l2_penalty(model.parameters(), l2)
