@@ -30,8 +30,8 @@ def main() -> int:
     warn_if_graphviz_missing()
     command.upgrade(Config(str(REPO / "alembic.ini")), "head")
     queue.check_broker()  # creates the broker's tables once, before two processes race to do it
-    processes = [start("worker", WORKER_COMMAND),
-                 start("api", ["uvicorn", "services.api.app:app", "--host", settings.HOST,
+    processes = [start(WORKER_COMMAND),
+                 start(["uvicorn", "services.api.app:app", "--host", settings.HOST,
                                "--port", str(settings.PORT)])]
     announce(settings)
     stop_requested = []
@@ -76,9 +76,9 @@ def announce(settings) -> None:
           f"  database {settings.DATABASE_URL}\n  broker   {settings.BROKER_URL}", flush=True)
 
 
-def start(name: str, argv: list[str]) -> subprocess.Popen:
-    """A child in its own session, so a terminal's Ctrl-C reaches only us and we stop it in order."""
-    return subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, start_new_session=True)
+def start(argv: list[str]) -> subprocess.Popen:
+    """A child in our process group: a terminal's Ctrl-C, or a kill of the group, reaches it too."""
+    return subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO)
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
