@@ -44,6 +44,7 @@ def test_gradients_are_zeroed_every_step_exactly_like_the_seeds_fixed_loop():
     assert [r.loss for r in history] == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.slow  # 100 interpreted steps over 100 samples
 def test_the_moons_demo_reaches_97_percent():
     result = run_spec(JobSpec.model_validate({**MOONS_SPEC, "engine": "interpreted",
                                               "record": {"graph_svg": False}}))
