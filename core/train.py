@@ -123,7 +123,8 @@ def accuracy_rule(loss_name, ys):
 
 
 def _is_one_hot(target):
-    return sorted(target)[-1:] == [1] and all(v in (-1, 0) for v in sorted(target)[:-1])
+    """One entry 1, the others -1 or 0."""
+    return target.count(1) == 1 and all(v in (-1, 0, 1) for v in target)
 
 
 def _argmax(values):
@@ -308,7 +309,8 @@ def _class_indices(loss_name, ys, n_outputs, labels_are_classes):
         if max(classes) >= limit:
             raise ValueError(f"class {max(classes)} needs more outputs than the last layer's {n_outputs}")
         return classes
-    if any(isinstance(y, list) for y in ys) or not set(ys) <= {-1, 1} and not set(ys) <= {0, 1}:
+    binary = not any(isinstance(y, list) for y in ys) and (set(ys) <= {-1, 1} or set(ys) <= {0, 1})
+    if not binary:
         raise ValueError(f"{loss_name} needs binary labels, all -1/+1 or all 0/1")
     return [int(y > 0) for y in ys]
 
