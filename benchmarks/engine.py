@@ -1,0 +1,191 @@
+"""Engines side by side: median milliseconds per training step (forward, backward,
+SGD update) of the seed-style engine, our interpreted engine, the compiled engine
+and PyTorch (float64, one thread), all from the same initial weights on the same
+data, with a check that their loss curves agree.
+
+    .venv/bin/python benchmarks/engine.py [--quick]
+
+Cases: (a) MLP(2, [16, 16, 1]) on 100 points, (b) MLP(2, [64, 64, 1]) on 1,000
+points; full batch, tanh, sum of squared errors. The last line is one JSON object.
+NumPy's BLAS gets one thread too (OPENBLAS_NUM_THREADS=1 unless already set), so
+every engine runs on one core."""
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: as one-threaded as torch below
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from core.compile import compile_loss  # noqa: E402
+from core.data import moons  # noqa: E402
+from core.nn import MLP  # noqa: E402
+from core.optim import SGD  # noqa: E402
+from core.train import interpreted_loss_and_grads  # noqa: E402
+from tests.reference import seed_engine  # noqa: E402
+
+CURVE_RTOL = 1e-9
+
+# name -> (layers, points, lr, {engine: steps timed (after one untimed warm-up step)}, quick steps)
+CASES = {
+    "a": ([16, 16, 1], 100, 1e-3,
+          {"seed": 3, "interpreted": 10, "compiled": 300, "pytorch": 300},
+          {"seed": 1, "interpreted": 2, "compiled": 30, "pytorch": 30}),
+    "b": ([64, 64, 1], 1000, 1e-4,
+          {"seed": 0, "interpreted": 1, "compiled": 100, "pytorch": 100},
+          {"seed": 0, "interpreted": 0, "compiled": 10, "pytorch": 10}),
+}
+
+
+def dataset(n):
+    xs, labels = moons(n, noise=0.1, seed=0)
+    return xs, [1.0 if label else -1.0 for label in labels]
+
+
+# -- one training step per engine, each as its own training loop would run it -----
+
+def seed_steps(initial, xs, ys, lr):
+    model = seed_engine.MLP(2, [len(layer["neurons"]) for layer in initial["layers"]])
+    seed_engine.copy_weights(MLP.from_json(initial).parameters(), model.parameters())
+    return lambda: seed_engine.seed_training_step(model, xs, ys, lr)
+
+
+def interpreted_steps(initial, xs, ys, lr):
+    model = MLP.from_json(initial)
+    optimizer = SGD(model.parameters(), lr)
+
+    def step():
+        gc.disable()  # as core.train does: the graph has no cycles for the collector to find
+        try:
+            loss, _ = interpreted_loss_and_grads(model, "sse", 0.0, xs, ys)
+        finally:
+            gc.enable()
+        optimizer.step(lr)
+        return loss
+    return step
+
+
+def compiled_steps(initial, xs, ys, lr):
+    model = MLP.from_json(initial)
+    compiled = compile_loss(model, "sse", 0.0, 2)
+    optimizer = SGD(model.parameters(), lr)
+
+    def step():
+        loss, _ = compiled.loss_and_grads(xs, ys)
+        optimizer.step(lr)
+        return loss
+    return step
+
+
+def pytorch_steps(initial, xs, ys, lr):
+    layers = []
+    for layer in initial["layers"]:
+        linear = torch.nn.Linear(len(layer["neurons"][0]["w"]), len(layer["neurons"]), dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor([n["w"] for n in layer["neurons"]], dtype=torch.float64))
+            linear.bias.copy_(torch.tensor([n["b"] for n in layer["neurons"]], dtype=torch.float64))
+        layers += [linear, torch.nn.Tanh()]
+    model = torch.nn.Sequential(*layers)
+    inputs = torch.tensor(xs, dtype=torch.float64)
+    targets = torch.tensor(ys, dtype=torch.float64)[:, None]
+
+    def step():
+        loss = ((model(inputs) - targets) ** 2).sum()
+        model.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(p.grad, alpha=-lr)
+        return loss.item()
+    return step
+
+
+ENGINES = {"seed": seed_steps, "interpreted": interpreted_steps, "compiled": compiled_steps,
+           "pytorch": pytorch_steps}
+
+
+def timed_run(make_steps, initial, xs, ys, lr, steps):
+    """(median ms per step, loss curve) over one warm-up step and `steps` timed ones."""
+    step = make_steps(initial, xs, ys, lr)
+    curve, times = [step()], []
+    for _ in range(steps):
+        start = time.perf_counter()
+        curve.append(step())
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), curve
+
+
+def compile_cost(initial, xs, ys):
+    """(ms to compile, peak MB allocated while compiling and running one step, the CompiledLoss);
+    the time is taken without tracemalloc, which slows allocation down."""
+    start = time.perf_counter()
+    compile_loss(MLP.from_json(initial), "sse", 0.0, 2)
+    compile_ms = (time.perf_counter() - start) * 1e3
+    tracemalloc.start()
+    compiled = compile_loss(MLP.from_json(initial), "sse", 0.0, 2)
+    compiled.loss_and_grads(xs, ys)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return compile_ms, peak / 2**20, compiled
+
+
+def check_curves(case, curves):
+    """Every engine's curve equals the compiled one's over the steps both ran."""
+    reference = curves["compiled"]
+    scale = max(abs(v) for v in reference)
+    for engine, curve in curves.items():
+        if engine == "compiled":
+            continue
+        worst = max(abs(a - b) for a, b in zip(curve, reference)) / scale
+        print(f"  ({case}) {engine:12s} loss curve vs compiled over {min(len(curve), len(reference))} steps: "
+              f"max difference {worst:.1e} of the loss scale")
+        if worst > CURVE_RTOL:
+            raise SystemExit(f"case ({case}): the {engine} loss curve disagrees with the compiled one")
+
+
+def run_case(case, quick):
+    layers, n_points, lr, full_steps, quick_steps = CASES[case]
+    steps = quick_steps if quick else full_steps
+    xs, ys = dataset(n_points)
+    initial = MLP(2, layers, seed=0).to_json()
+    compile_ms, peak_mb, compiled = compile_cost(initial, xs, ys)
+    print(f"({case}) MLP(2, {layers}) on {n_points} points: {compiled}; compiled in {compile_ms:.0f} ms, "
+          f"peak {peak_mb:.1f} MB", flush=True)
+    result, curves = {"case": case}, {}
+    for engine, make_steps in ENGINES.items():
+        if steps[engine] == 0:
+            result[f"{engine}_ms"] = None
+            continue
+        result[f"{engine}_ms"], curves[engine] = timed_run(make_steps, initial, xs, ys, lr, steps[engine])
+        print(f"  ({case}) {engine:12s} {result[f'{engine}_ms']:10.3f} ms/step (median of {steps[engine]})",
+              flush=True)
+    check_curves(case, curves)
+    result["compiled_vs_pytorch"] = result["compiled_ms"] / result["pytorch_ms"]
+    result["compile_ms"], result["compiled_peak_mb"] = compile_ms, peak_mb
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps each; skip the interpreted engine on (b)")
+    quick = parser.parse_args().quick
+    torch.set_num_threads(1)
+    results = [run_case(case, quick) for case in CASES]
+    print(f"{'case':6s}" + "".join(f"{name + ' ms':>16s}" for name in ENGINES) + f"{'compiled/torch':>16s}")
+    for r in results:
+        cells = "".join(f"{'-' if r[f'{name}_ms'] is None else format(r[f'{name}_ms'], '.3f'):>16s}" for name in ENGINES)
+        print(f"{r['case']:6s}{cells}{r['compiled_vs_pytorch']:16.2f}")
+    print(json.dumps({"quick": quick, "cases": results}))
+
+
+if __name__ == "__main__":
+    main()
