@@ -191,3 +191,31 @@ def test_same_spec_same_history_and_parameters_in_fresh_processes(engine):
             for seed in ("1", "2")]
     assert runs[0].stdout == runs[1].stdout
     assert runs[0].stdout.count("0x") >= 20
+
+
+@pytest.mark.parametrize("spec", [
+    {"loss": "bce"},
+    {"loss": "hinge"},
+    {"loss": "softmax_ce", "model": {"layers": [4, 2]}},
+    {"loss": "mse", "model": {"layers": [4, 2]}},
+    {"data": {"kind": "inline", "xs": [[0.0], [1.0], [2.0]], "ys": [-1, 1, 1]}, "loss": "bce"},
+    {"data": {"kind": "inline", "xs": [[0.0], [1.0]], "ys": [[0.5, 1.0], [0.0, 2.0]]}, "loss": "sse",
+     "model": {"layers": [3, 2]}},
+    {"data": {"kind": "spirals", "classes": 3, "n_samples": 30}, "loss": "softmax_ce", "model": {"layers": [8, 3]},
+     "batch_size": 10, "optimizer": {"name": "adam", "lr": 0.01, "schedule": "cosine"}},
+], ids=["seed-bce", "seed-hinge", "seed-ce", "seed-mse-onehot", "inline-bce", "inline-regression", "spirals"])
+def test_run_spec_trains_every_loss_on_its_encoding(spec):
+    result = run_spec(JobSpec.model_validate({**spec, "steps": 30, "engine": "interpreted",
+                                              "record": {"graph_svg": False}}))
+    assert result.history[-1].loss < result.history[0].loss
+    regression = spec.get("data", {}).get("kind") == "inline" and spec["loss"] == "sse"
+    assert (result.metrics["accuracy"] is None) == regression
+
+
+def test_accuracy_rules():
+    from core.train import accuracy_rule
+    assert accuracy_rule("softmax_ce", [0, 2])([[1.0, 0.0, 0.5], [0.0, 0.1, 0.2]], [0, 1]) == 0.5
+    assert accuracy_rule("bce", [0.0, 1.0])([-0.1, 0.3], [0.0, 0.0]) == 0.5
+    assert accuracy_rule("sse", [[1.0, -1.0], [-1.0, 1.0]])([[0.2, 0.1], [0.0, 0.4]], [[1.0, -1.0]] * 2) == 0.5
+    assert accuracy_rule("sse", [1.0, -1.0])([0.3, 0.2], [1.0, -1.0]) == 0.5
+    assert accuracy_rule("sse", [0.5, -1.0]) is None
