@@ -53,13 +53,14 @@ class TrainingDiverged(Exception):
 
 def interpreted_loss_and_grads(model, loss_name, l2, xs, ys):
     """Set every p.grad to d(batch loss incl. L2)/dp; return (loss, outputs)."""
-    outputs = [model(x) for x in xs]
-    loss = batch_loss(loss_name, outputs, ys)
-    if l2:
-        loss = loss + l2_penalty(model.parameters(), l2)
-    model.zero_grad()  # always, so the seed's accumulating-gradient bug cannot come back
-    loss.backward()
-    return loss.data, [_data(out) for out in outputs]
+    with _cycle_collector_paused():
+        outputs = [model(x) for x in xs]
+        loss = batch_loss(loss_name, outputs, ys)
+        if l2:
+            loss = loss + l2_penalty(model.parameters(), l2)
+        model.zero_grad()  # always, so the seed's accumulating-gradient bug cannot come back
+        loss.backward()
+        return loss.data, [_data(out) for out in outputs]
 
 
 def _data(output):
@@ -94,7 +95,7 @@ def _loss_function(engine, model, loss_name, l2, n_inputs):
 def _cycle_collector_paused():
     """A step allocates ~100k nodes that refcounting frees (a graph has no
     cycles); the cycle collector would scan them over and over, finding
-    nothing, and cost ~40% of the step."""
+    nothing, and cost ~40% of the step (far more for million-node steps)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -175,8 +176,7 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
 def _guarded_step(loss_and_grads, xs, ys, step, history):
     """One loss-and-gradients call; a NaN/inf loss or an overflow is divergence."""
     try:
-        with _cycle_collector_paused():
-            loss_value, outputs = loss_and_grads(xs, ys)
+        loss_value, outputs = loss_and_grads(xs, ys)
     except (OverflowError, ZeroDivisionError) as e:
         raise TrainingDiverged(step, history, str(e)) from e
     if not math.isfinite(loss_value):
@@ -203,8 +203,7 @@ def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_d
 def _evaluate(loss_and_grads, xs, ys):
     """(loss, outputs), or (None, None) when the final parameters overflow."""
     try:
-        with _cycle_collector_paused():
-            loss_value, outputs = loss_and_grads(xs, ys)
+        loss_value, outputs = loss_and_grads(xs, ys)
     except (OverflowError, ZeroDivisionError):
         return None, None
     return (loss_value if math.isfinite(loss_value) else None), outputs
