@@ -31,6 +31,8 @@ def compile_loss(model, loss_name, l2, n_inputs):
 
 
 class CompiledLoss:
+    """A model's batch loss as a tape; loss_and_grads(xs, ys) runs it on a batch."""
+
     def __init__(self, model, loss_name, l2, program, parameters):
         self.model = model
         self.loss_name = loss_name
@@ -70,11 +72,9 @@ class CompiledLoss:
         program, n = self.program, len(inputs)
         values, grads = self._arrays(n)
         values[program.input_rows.at] = inputs.T
-        if self.class_targets:
-            frame = Frame(values, grads, params, np.zeros_like(params), classes=targets)
-        else:
+        if not self.class_targets:
             values[program.target_rows.at] = targets.T
-            frame = Frame(values, grads, params, np.zeros_like(params))
+        frame = Frame(values, grads, params, np.zeros_like(params), targets if self.class_targets else None)
         if program.param_rows is not None:
             values[program.param_rows.at] = params[program.param_row_params.at][:, None]
 
