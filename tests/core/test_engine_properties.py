@@ -60,7 +60,7 @@ def run(program, leaf, op_for):
     return values[:len(leaves)], out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)  # the same graphs in every CI run
 @given(programs())
 def test_random_graphs_match_torch(program):
     our_leaves, ours = run(program, Value, lambda i: OPS[i])
