@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from core.spec import JobSpec
 
-TARGET_SECONDS = 5.0
+TARGET_SECONDS = 3.0
 CALIBRATION_STEPS = 300
 MAX_SERVED_POINTS = 5000  # well under the loss endpoint's max_points, so the whole curve is served
 

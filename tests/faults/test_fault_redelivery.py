@@ -33,7 +33,7 @@ def test_job_delivered_twice_runs_once_with_one_history(cluster):
 def test_late_duplicate_after_success_writes_nothing(cluster):
     client = JobClient(cluster.start_api().url)
     cluster.start_worker("w1")
-    spec = long_spec()
+    spec = long_spec(fraction=0.2)
     job_id = client.submit(spec)
     before = client.wait_final(job_id, timeout=60)
     wait_until(lambda: executions(cluster) == 1, 30, what="the first delivery to be processed")
