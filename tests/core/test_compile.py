@@ -155,6 +155,61 @@ def test_graphs_that_are_not_neurons_run_op_by_op():
     assert_close(outputs, expected_outputs, 1e-12)
 
 
+OPS = {  # every op of the engine, fed inputs on which it cannot overflow or leave its domain
+    "+": lambda a, b: a + b,
+    "*": lambda a, b: a * b,
+    "-": lambda a, b: a - b,
+    "/": lambda a, b: a / (b * b + 1),
+    "max": lambda a, b: a.maximum(b),
+    "tanh": lambda a, b: a.tanh(),
+    "sigmoid": lambda a, b: a.sigmoid(),
+    "relu": lambda a, b: a.relu(),
+    "exp": lambda a, b: a.tanh().exp(),
+    "log": lambda a, b: (a * a + 1).log(),
+    "**2": lambda a, b: a ** 2,
+    "**0.5": lambda a, b: (a * a + 1) ** 0.5,
+    "scale": lambda a, b: 0.5 * a + b,
+}
+
+
+class RandomGraph(Quadratic):
+    """A model that is any DAG of ops over its inputs and parameters, shared nodes included."""
+
+    def __init__(self, n_params, recipe, seed):
+        rng = random.Random(seed)
+        self.params = [Value(rng.uniform(-1, 1)) for _ in range(n_params)]
+        self.recipe = recipe
+
+    def parameters(self):
+        return self.params
+
+    def __call__(self, x):
+        pool = [as_value(v) for v in x] + self.params
+        for op, i, j in self.recipe:
+            pool.append(OPS[op](pool[i % len(pool)], pool[j % len(pool)]))
+        return pool[-1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(n_inputs=st.integers(1, 3), n_params=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       recipe=st.lists(st.tuples(st.sampled_from(list(OPS)), st.integers(0, 99), st.integers(0, 99)),
+                       min_size=1, max_size=12),
+       loss_name=st.sampled_from(["sse", "mse", "hinge", "bce"]), n_samples=st.integers(1, 6))
+def test_any_graph_of_ops_equals_the_interpreted_engine(n_inputs, n_params, seed, recipe, loss_name, n_samples):
+    model = RandomGraph(n_params, recipe, seed)
+    rng = random.Random(seed)
+    xs = [[rng.uniform(-2, 2) for _ in range(n_inputs)] for _ in range(n_samples)]
+    ys = random_targets(loss_name, 1, n_samples, rng)
+    compiled = compile_loss(model, loss_name, 0.01, n_inputs)
+
+    loss, outputs = compiled.loss_and_grads(xs, ys)
+    grads = grads_of(model)
+    expected_loss, expected_outputs = interpreted_loss_and_grads(model, loss_name, 0.01, xs, ys)
+    assert_close(loss, expected_loss, 1e-12)
+    assert_close(grads, grads_of(model), 1e-10)
+    assert_close(outputs, expected_outputs, 1e-12)
+
+
 class WithUnknownOp(Quadratic):
     def __call__(self, x):
         out = self.a * x[0]
