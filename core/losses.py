@@ -28,6 +28,8 @@ def bce_with_logits(logit, label):
 
 def softmax_cross_entropy(logits, cls):
     """-log softmax(logits)[cls], shifting by the max logit so exp never overflows."""
+    if not isinstance(logits, list):
+        raise ValueError("softmax_ce needs one logit per class: a last layer with several outputs")
     top = logits[0]
     for z in logits[1:]:
         top = top.maximum(z)
