@@ -7,7 +7,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_engine_examples_run(capsys):
     text = README.read_text()
-    section = text[text.index("## Use the engine directly"):text.index("## Layout")]
+    start = text.index("## Use the engine directly")
+    section = text[start:text.index("\n#", start + 1)]  # up to the next heading
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 2
     namespace = {}
