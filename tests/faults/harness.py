@@ -165,6 +165,7 @@ class Cluster:
         self.env = service_env(database_url, broker_url, **env_overrides)
         self.log_dir = tempfile.mkdtemp(prefix="faults-logs-")
         self.processes = []
+        self.workers = []
         self.api = None
 
     def start_api(self):
@@ -179,6 +180,7 @@ class Cluster:
         env = dict(self.env, **{key: str(value) for key, value in env_overrides.items()})
         worker = Worker(name, command, env, self.log_dir).start()
         self.processes.append(worker)
+        self.workers.append(worker)
         return worker.wait_ready() if wait else worker
 
     def logs(self):

@@ -2,9 +2,10 @@
 and benchmarks/faults.py (which counts lost and duplicated jobs and times the recovery).
 
 Each scenario starts the workers it needs, submits its jobs, injects the fault mid-training and
-returns a Fault: the jobs (id and spec) and the monotonic time of the injection."""
+returns a Fault: the jobs, when the fault hit, and what the jobs were doing at that moment."""
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from .client import enqueue_again
 from .specs import long_spec
@@ -12,72 +13,80 @@ from .specs import long_spec
 
 @dataclass
 class Fault:
-    jobs: list  # [(job_id, spec)]
-    injected_at: float
+    jobs: list                # [(job_id, spec)]
+    statuses_before: list     # each job's status just before the fault
+    injected_at: float = field(default_factory=time.monotonic)
+    injected_wall: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     workers: dict = field(default_factory=dict)
+
+    def finished_after_the_fault(self, job):
+        return datetime.fromisoformat(job["timings"]["finished_at"]) > self.injected_wall
 
 
 def pool_child_killed(cluster, client):
     worker = cluster.start_worker("w1")
-    spec = long_spec()
-    job_id = client.submit(spec)
-    client.wait_running(job_id, timeout=30, min_step=100)
-    killed = worker.kill_pool_children()
-    assert killed, "the worker has no pool process to kill"
-    return Fault([(job_id, spec)], time.monotonic(), {"w1": worker})
+    jobs = _submit(client, 1)
+    fault = _before(client, jobs, {"w1": worker})
+    assert worker.kill_pool_children(), "the worker has no pool process to kill"
+    return fault
 
 
 def whole_worker_killed(cluster, client):
     """SIGKILL of the main process of the worker running the job, while another worker is alive."""
-    first = cluster.start_worker("w1")
-    spec = long_spec()
-    job_id = client.submit(spec)
-    client.wait_running(job_id, timeout=30, min_step=100)
-    second = cluster.start_worker("w2")
-    first.kill()
-    return Fault([(job_id, spec)], time.monotonic(), {"w1": first, "w2": second})
+    workers = [cluster.start_worker(name) for name in ("w1", "w2")]
+    jobs = _submit(client, 1)
+    holder = next(w for w in workers if "] received" in w.log())  # one message: one worker has it
+    survivor = next(w for w in workers if w is not holder)
+    fault = _before(client, jobs, {"killed": holder, "survivor": survivor})
+    holder.kill()
+    return fault
 
 
 def delivered_twice(cluster, client):
     workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
     spec = long_spec()
     job_id = client.submit(spec)
+    fault = Fault([(job_id, spec)], [client.job(job_id)["status"]], workers=workers)
     enqueue_again(cluster.env, job_id)  # both deliveries in flight at once, one per worker
-    return Fault([(job_id, spec)], time.monotonic(), workers)
+    return fault
 
 
 def sigterm_mid_job(cluster, client):
     """A rolling restart: SIGTERM the worker running the job, then start its replacement."""
     old = cluster.start_worker("w1")
-    spec = long_spec()
-    job_id = client.submit(spec)
-    client.wait_running(job_id, timeout=30, min_step=100)
+    jobs = _submit(client, 1)
+    fault = _before(client, jobs, {"old": old})
     old.sigterm()
-    injected_at = time.monotonic()
-    new = cluster.start_worker("w2")
-    return Fault([(job_id, spec)], injected_at, {"w1": old, "w2": new})
+    fault.workers["new"] = cluster.start_worker("w2")
+    return fault
 
 
 def redis_restarted(cluster, client, redis_server):
     """Two jobs running and two waiting in Redis when it dies (the waiting messages die with it)."""
     workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
-    jobs = _submit_batch(client, 4)
-    client.wait_running(jobs[0][0], timeout=30, min_step=50)
-    injected_at = time.monotonic()
+    jobs = _submit(client, 4)
+    fault = _before(client, jobs, workers)
     redis_server.restart(down_seconds=1)
-    return Fault(jobs, injected_at, workers)
+    return fault
 
 
 def postgres_restarted(cluster, client, postgres_server):
     """An immediate stop (every connection dies mid-transaction), down 2 s, while workers write."""
     workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
-    jobs = _submit_batch(client, 3)
-    client.wait_running(jobs[0][0], timeout=30, min_step=100)
-    injected_at = time.monotonic()
+    jobs = _submit(client, 3)
+    fault = _before(client, jobs, workers)
     postgres_server.restart(down_seconds=2)
-    return Fault(jobs, injected_at, workers)
+    return fault
 
 
-def _submit_batch(client, count):
-    specs = [long_spec() for _ in range(count)]  # one spec: one reference run to compare with
-    return [(client.submit(spec), spec) for spec in specs]
+def _submit(client, count):
+    """`count` jobs of one spec (one reference run to compare with); returns once the first is
+    running past step 100, so the fault lands mid-training."""
+    spec = long_spec()
+    jobs = [(client.submit(spec), spec) for _ in range(count)]
+    client.wait_running(jobs[0][0], timeout=30, min_step=100)
+    return jobs
+
+
+def _before(client, jobs, workers):
+    return Fault(jobs, [client.job(job_id)["status"] for job_id, _ in jobs], workers=workers)

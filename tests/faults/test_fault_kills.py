@@ -24,6 +24,7 @@ def test_pool_child_killed_mid_job_is_rerun_and_succeeds(cluster, client):
 
     job = client.wait_final(job_id, timeout=60)
 
+    assert fault.statuses_before == ["running"]
     assert job["attempts"] == 2, job
     assert fault.workers["w1"].running(), "losing a pool process must not take the worker down"
     assert_one_complete_history(client, job_id, spec)
@@ -36,8 +37,10 @@ def test_whole_worker_killed_job_finishes_on_the_other_worker_within_60s(cluster
     client.wait_final(job_id, timeout=60)
 
     assert time.monotonic() - fault.injected_at < 60
+    assert fault.statuses_before == ["running"]
     job = assert_one_complete_history(client, job_id, spec)
     assert job["attempts"] == 2, job
+    assert "'succeeded'" in fault.workers["survivor"].log(), "the surviving worker ran it to the end"
 
 
 def test_crash_loop_fails_after_max_attempts_with_the_reason(cluster, client):
@@ -62,7 +65,8 @@ def test_sigterm_lets_the_running_job_finish(cluster, client):
     fault = scenarios.sigterm_mid_job(cluster, client)
     (job_id, spec), = fault.jobs
 
-    client.wait_final(job_id, timeout=60)
+    job = client.wait_final(job_id, timeout=60)
 
-    assert fault.workers["w1"].wait_exit(timeout=30) == 0, "a warm shutdown exits cleanly"
+    assert fault.statuses_before == ["running"] and fault.finished_after_the_fault(job)
+    assert fault.workers["old"].wait_exit(timeout=30) == 0, "a warm shutdown exits cleanly"
     assert_one_complete_history(client, job_id, spec)

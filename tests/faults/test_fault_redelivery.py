@@ -11,13 +11,12 @@ from .specs import long_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-
 FINISHED_RUN = re.compile(r"Task train_job\[[0-9a-f-]+\] (succeeded|raised|failed)")
 
 
 def executions(cluster):
     """Task runs the workers finished, whatever their outcome (Celery logs one line per run)."""
-    return sum(len(FINISHED_RUN.findall(worker.log())) for worker in cluster.processes if worker is not cluster.api)
+    return sum(len(FINISHED_RUN.findall(worker.log())) for worker in cluster.workers)
 
 
 def test_job_delivered_twice_runs_once_with_one_history(cluster):
@@ -25,7 +24,7 @@ def test_job_delivered_twice_runs_once_with_one_history(cluster):
     (job_id, spec), = scenarios.delivered_twice(cluster, client).jobs
 
     client.wait_final(job_id, timeout=60)
-    wait_until(lambda: executions(cluster) == 2, 30, what="both deliveries to be processed")
+    wait_until(lambda: executions(cluster) >= 2, 30, what="both deliveries to be processed")
     job = assert_one_complete_history(client, job_id, spec)
     assert job["attempts"] == 1, "the second delivery must not claim the job"
 
@@ -36,10 +35,10 @@ def test_late_duplicate_after_success_writes_nothing(cluster):
     spec = long_spec(fraction=0.2)
     job_id = client.submit(spec)
     before = client.wait_final(job_id, timeout=60)
-    wait_until(lambda: executions(cluster) == 1, 30, what="the first delivery to be processed")
+    runs = wait_until(lambda: executions(cluster), 30, what="the first delivery to be processed")
 
     enqueue_again(cluster.env, job_id)
-    wait_until(lambda: executions(cluster) == 2, 30, what="the late duplicate to be processed")
+    wait_until(lambda: executions(cluster) > runs, 30, what="the late duplicate to be processed")
 
     after = assert_one_complete_history(client, job_id, spec)
     assert after == before, "a late duplicate must leave the finished job exactly as it was"

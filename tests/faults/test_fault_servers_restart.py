@@ -17,6 +17,7 @@ def client(cluster):
 def test_redis_restart_with_jobs_queued_and_running(cluster, client, redis_server):
     fault = scenarios.redis_restarted(cluster, client, redis_server)
 
+    assert "running" in fault.statuses_before and "queued" in fault.statuses_before, fault.statuses_before
     for job_id, spec in fault.jobs:
         client.wait_final(job_id, timeout=90)
         assert_one_complete_history(client, job_id, spec)
@@ -25,6 +26,8 @@ def test_redis_restart_with_jobs_queued_and_running(cluster, client, redis_serve
 def test_postgres_restart_while_workers_write(cluster, client, postgres_server):
     fault = scenarios.postgres_restarted(cluster, client, postgres_server)
 
+    assert "running" in fault.statuses_before, fault.statuses_before
     for job_id, spec in fault.jobs:
-        client.wait_final(job_id, timeout=90)
+        job = client.wait_final(job_id, timeout=90)
         assert_one_complete_history(client, job_id, spec)
+        assert fault.finished_after_the_fault(job)
