@@ -21,7 +21,7 @@ from core.spec import JobSpec
 from services.store.models import ACTIVE_STATUSES, Artifact, Job, LossPoint, utcnow
 
 ARTIFACT_KINDS = ("params", "graph_svg")
-INSERT_CHUNK = 1000  # rows per INSERT, well under SQLite's limit on bound parameters
+STEP_LIMIT = 2**31 - 1  # the largest INTEGER; no job has that many steps
 
 
 class Superseded(Exception):
@@ -71,14 +71,16 @@ def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit:
     return jobs, _encode_cursor(jobs[-1])
 
 
-def get_loss_points(session: Session, job_id, start: Optional[int] = None,
-                    end: Optional[int] = None) -> list[LossPoint]:
-    query = select(LossPoint).where(LossPoint.job_id == _as_uuid(job_id))
+def get_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> list:
+    """Rows with `.step, .loss, .accuracy, .lr`, ordered by step; plain rows, not ORM objects, because
+    a long history is tens of thousands of them."""
+    query = select(LossPoint.step, LossPoint.loss, LossPoint.accuracy, LossPoint.lr).where(
+        LossPoint.job_id == _as_uuid(job_id))
     if start is not None:
-        query = query.where(LossPoint.step >= start)
+        query = query.where(LossPoint.step >= _clamp_step(start))
     if end is not None:
-        query = query.where(LossPoint.step <= end)
-    points = list(session.scalars(query.order_by(LossPoint.step)))
+        query = query.where(LossPoint.step <= _clamp_step(end))
+    points = session.execute(query.order_by(LossPoint.step)).all()
     session.commit()
     return points
 
@@ -245,9 +247,12 @@ def _insert_points(session: Session, job_id, points: Iterable[Point]) -> None:
     if not rows:
         return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    rows = list(rows.values())
-    for start in range(0, len(rows), INSERT_CHUNK):
-        session.execute(insert(LossPoint).values(rows[start:start + INSERT_CHUNK]).on_conflict_do_nothing())
+    session.execute(insert(LossPoint).on_conflict_do_nothing(), list(rows.values()))
+
+
+def _clamp_step(step: int) -> int:
+    """Steps are 32-bit; a bound beyond that range selects the same rows and must not overflow the driver."""
+    return max(-STEP_LIMIT, min(int(step), STEP_LIMIT))
 
 
 def _finite(x: Optional[float]) -> Optional[float]:

@@ -111,6 +111,8 @@ def test_loss_points_are_unique_per_step_and_the_first_write_wins(session):
                                                     jobs.Point(2, 0.25), jobs.Point(2, 0.25)], 3, 0.25)
     assert steps(session, job) == [(0, 1.0), (1, 0.5), (2, 0.25)]
     assert [(p.step, p.loss) for p in jobs.get_loss_points(session, job.id, start=1, end=1)] == [(1, 0.5)]
+    assert len(jobs.get_loss_points(session, job.id, start=-10**30, end=10**30)) == 3
+    assert jobs.get_loss_points(session, job.id, start=10**30) == []
 
 
 def test_progress_is_visible_while_running_and_non_finite_losses_are_not_stored(session):
