@@ -6,6 +6,7 @@ time (prefetch of one) so a crash strands nothing else. What a broker cannot red
 a whole worker killed, a broker that lost its data — the job table's sweeper sends again."""
 from celery import signals
 
+from services.config import get_settings
 from services.queue import make_celery
 
 app = make_celery()
@@ -18,6 +19,8 @@ app.conf.update(
     # lost, and the duplicate delivery that follows is refused by the claim.
     worker_cancel_long_running_tasks_on_connection_loss=False,
     worker_hijack_root_logger=False,
+    # Jobs stop themselves at their time limit (checked after every step); this only ends a step that hangs.
+    task_time_limit=get_settings().MAX_TIME_LIMIT_SECONDS + 300,
 )
 
 
