@@ -18,7 +18,6 @@ app.conf.update(
     # A broker outage must not kill running jobs: they finish and write to the database; the ack may be
     # lost, and the duplicate delivery that follows is refused by the claim.
     worker_cancel_long_running_tasks_on_connection_loss=False,
-    worker_hijack_root_logger=False,
     # Jobs stop themselves at their time limit (checked after every step); this only ends a step that hangs.
     task_time_limit=get_settings().MAX_TIME_LIMIT_SECONDS + 300,
 )
