@@ -5,7 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from services.api.body_limit import BodySizeLimit
 from services.api.rate_limit import SlidingWindowLimiter
@@ -29,6 +32,7 @@ def create_app(settings=None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, allow_every_method_of_the_path)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
 
     @app.get("/", include_in_schema=False)
@@ -37,7 +41,22 @@ def create_app(settings=None) -> FastAPI:
 
     if not settings.AUTH_REQUIRED:
         log.warning("API keys are not required: requests without a key act as owner 'local'")
+        document_auth_as_optional(app)
     return app
+
+
+def document_auth_as_optional(app):
+    """On an open server the key is optional; say so in the schema (`{}` = no security needed)."""
+    build_schema = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            for operations in build_schema()["paths"].values():
+                for operation in operations.values():
+                    if "security" in operation:
+                        operation["security"].append({})
+        return app.openapi_schema
+    app.openapi = openapi
 
 
 async def validation_error(request: Request, exc: RequestValidationError):
@@ -45,6 +64,16 @@ async def validation_error(request: Request, exc: RequestValidationError):
     large, and may hold NaN/infinity, which JSON cannot carry."""
     detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return JSONResponse(jsonable_encoder({"detail": detail}), status_code=422)
+
+
+async def allow_every_method_of_the_path(request: Request, exc: HTTPException):
+    """Starlette's 405 lists only the methods of the first route on a path (GET /jobs hides
+    POST /jobs); list those of every route on it."""
+    if exc.status_code == 405:
+        allowed = {method for route in request.app.routes if getattr(route, "methods", None)
+                   and route.matches(request.scope)[0] != Match.NONE for method in route.methods}
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+    return await http_exception_handler(request, exc)
 
 
 app = create_app()

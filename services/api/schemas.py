@@ -2,13 +2,22 @@
 import math
 import uuid
 from datetime import datetime
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Body
+from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
 from core.spec import Finite, JobSpec
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _strictly(data, default_validation):
+    """Strict types (no `false` for a number, no "5" for an integer); JobSpec itself is lax."""
+    return JobSpec.model_validate(data, strict=True) if isinstance(data, dict) else default_validation(data)
+
+
+SubmittedSpec = Annotated[JobSpec, WrapValidator(_strictly), Body()]
 
 
 class Closed(BaseModel):
@@ -80,7 +89,7 @@ class LossHistory(Closed):
 
 
 class PredictRequest(Closed):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     xs: list[list[Finite]] = Field(min_length=1, description="one list of inputs per sample")
 
 

@@ -261,3 +261,22 @@ def test_openapi_schema_documents_every_route(client):
                           "/jobs/{job_id}/params", "/jobs/{job_id}/graph.svg", "/jobs/{job_id}/predict",
                           "/healthz", "/readyz"}
     assert "image/svg+xml" in paths["/jobs/{job_id}/graph.svg"]["get"]["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize("spec, loc", [
+    ({"optimizer": {"beta1": False}}, ["body", "optimizer", "beta1"]),
+    ({"steps": "100"}, ["body", "steps"]),
+    ({"steps": 10.0}, ["body", "steps"]),
+])
+def test_types_are_not_coerced(client, spec, loc):
+    response = client.post("/jobs", json=spec)
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [loc]
+
+
+def test_predict_inputs_are_not_coerced(client):
+    job_id = submit(client)
+    finish_job(job_id)
+    response = client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, True, "3"]]})
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "xs", 0, 1], ["body", "xs", 0, 2]]

@@ -53,7 +53,8 @@ def test_a_long_history_comes_back_small_with_its_spike_and_in_ranges(client, lo
 
 
 @pytest.mark.parametrize("query, field", [("max_points=0", "max_points"), ("max_points=10001", "max_points"),
-                                          ("start=-1", "start"), ("start=10&end=5", "end")])
+                                          ("start=-1", "start"),
+                                          ("end=9223372036854775808", "end"), ("start=10&end=5", "end")])
 def test_bad_ranges_are_422(client, query, field):
     job_id = submit(client)
     response = client.get(f"/jobs/{job_id}/loss?{query}")

@@ -16,7 +16,7 @@ from services.api.downsample import downsample_indices
 from services.api.limits import spec_limit_errors
 from services.api.schemas import (ErrorDetail, JobCreated, JobDetail, JobList, JobStatus, JobSummary,
                                   LossHistory, LossPointOut, Metrics, PredictRequest, PredictResponse,
-                                  Progress, Timings, finite_or_none)
+                                  Progress, SubmittedSpec, Timings, finite_or_none)
 from services.store import jobs as job_store
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 DEFAULT_LOSS_POINTS = 1000
 MAX_LOSS_POINTS = 10_000
+MAX_STEP = 2**31 - 1  # steps are 32-bit integers in the database
 SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
                "X-Content-Type-Options": "nosniff"}
 
@@ -44,8 +45,8 @@ def find_job(session, job_id, owner):
     return job
 
 
-@router.post("", status_code=201, response_model=JobCreated, responses=errors(413))
-def submit_job(spec: JobSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+@router.post("", status_code=201, response_model=JobCreated, responses=errors(400, 413))
+def submit_job(spec: SubmittedSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
     problems = spec_limit_errors(spec, settings)
     if problems:
         raise RequestValidationError(problems)
@@ -91,8 +92,8 @@ def cancel_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
 
 @router.get("/{job_id}/loss", response_model=LossHistory, responses=errors(404))
 def get_loss(job_id: JobId, session: SessionDep, owner: OwnerDep,
-             start: Annotated[Optional[int], Query(ge=0, description="first step (inclusive)")] = None,
-             end: Annotated[Optional[int], Query(ge=0, description="last step (inclusive)")] = None,
+             start: Annotated[Optional[int], Query(ge=0, le=MAX_STEP, description="first step (inclusive)")] = None,
+             end: Annotated[Optional[int], Query(ge=0, le=MAX_STEP, description="last step (inclusive)")] = None,
              max_points: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = DEFAULT_LOSS_POINTS):
     """The loss history, also while the job runs; long curves are shrunk to max_points keeping spikes."""
     if start is not None and end is not None and end < start:
@@ -133,7 +134,7 @@ def get_graph(job_id: JobId, session: SessionDep, owner: OwnerDep):
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 
-@router.post("/{job_id}/predict", response_model=PredictResponse, responses=errors(404, 409, 413))
+@router.post("/{job_id}/predict", response_model=PredictResponse, responses=errors(400, 404, 409, 413))
 def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
     job = find_job(session, job_id, owner)
     if job.status != "succeeded":
