@@ -1,0 +1,73 @@
+"""The command line: key management against the database, user commands over real HTTP."""
+import json
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from services import cli, queue
+from tests.services.conftest import finish_job
+
+
+@pytest.fixture
+def server(make_client, monkeypatch):
+    """The API on a real port (keys required), with a 'worker' that finishes each job as it is sent."""
+    app = make_client(AUTH_REQUIRED="true").app
+    monkeypatch.setattr(queue, "enqueue", finish_job)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    while not uvicorn_server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    uvicorn_server.should_exit = True
+    thread.join(timeout=10)
+
+
+def run(capsys, *argv):
+    cli.main(list(argv))
+    return capsys.readouterr().out
+
+
+def test_keys_create_list_revoke(service_env, capsys):
+    cli.main(["keys", "create", "--owner", "alice", "--name", "laptop"])
+    printed = capsys.readouterr()
+    key = printed.out.strip()
+    assert key.startswith("mgs_") and "shown once" in printed.err
+    listed = run(capsys, "keys", "list").splitlines()
+    assert len(listed) == 1
+    key_id, owner, name, _, state = listed[0].split("\t")
+    assert (owner, name, state) == ("alice", "laptop", "active")
+    assert key not in listed[0]  # the key itself is never shown again
+
+    run(capsys, "keys", "revoke", key_id)
+    assert run(capsys, "keys", "list").split("\t")[-1].startswith("revoked")
+    with pytest.raises(SystemExit, match="no active key"):
+        run(capsys, "keys", "revoke", key_id)
+
+
+def test_user_commands_over_http(server, capsys, tmp_path, monkeypatch):
+    key = run(capsys, "keys", "create", "--owner", "bob").strip()
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"steps": 2}))
+
+    job = json.loads(run(capsys, "submit", str(spec), "--wait", "--url", server, "--key", key))
+    assert job["status"] == "succeeded"
+
+    monkeypatch.setenv("API_KEY", key)
+    assert json.loads(run(capsys, "status", job["id"], "--url", server))["id"] == job["id"]
+    assert run(capsys, "list", "--url", server).split("\t")[:2] == [job["id"], "succeeded"]
+    assert run(capsys, "loss", job["id"], "--url", server).splitlines() == ["0\t0.5", "1\t0.25"]
+    assert json.loads(run(capsys, "cancel", job["id"], "--url", server))["status"] == "succeeded"
+
+
+def test_errors_are_reported_with_the_servers_message(server, capsys):
+    with pytest.raises(SystemExit, match="401"):
+        run(capsys, "list", "--url", server, "--key", "mgs_wrong")
+    with pytest.raises(SystemExit, match="cannot reach"):
+        run(capsys, "list", "--url", "http://127.0.0.1:9", "--key", "x")
