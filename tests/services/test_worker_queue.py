@@ -1,0 +1,62 @@
+"""Sending work (services.queue) and the worker's delivery settings, against real brokers."""
+import time
+
+import pytest
+from kombu import Connection
+
+from core.spec import JobSpec
+from services import queue
+from services.store import jobs
+from services.store.db import session_scope
+
+
+@pytest.fixture
+def broker(service_env, tmp_path):
+    """A server-less broker of this test's own, as in the embedded default."""
+    url = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    service_env(BROKER_URL=url)
+    queue.celery_client.cache_clear()
+    yield url
+    queue.celery_client.cache_clear()
+
+
+def test_enqueue_sends_the_task_by_name_and_records_the_delivery(broker):
+    with session_scope() as session:
+        job_id = jobs.create_job(session, "alice", JobSpec()).id
+    queue.enqueue(job_id)
+    with Connection(broker) as connection:
+        message = connection.SimpleQueue("celery").get(timeout=5)
+    assert message.headers["task"] == "train_job"
+    assert message.payload[0] == [str(job_id)]  # (args, kwargs, embed): only the id travels
+    with session_scope() as session:
+        assert jobs.get_job(session, job_id).enqueued_at is not None
+
+
+def test_the_broker_is_checked_for_real(broker, service_env):
+    queue.check_broker()
+    service_env(BROKER_URL="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    queue.celery_client.cache_clear()
+    started = time.monotonic()
+    with pytest.raises(Exception):
+        queue.check_broker()
+    assert time.monotonic() - started < 15
+
+
+def test_redis_is_reachable_for_the_compose_setup(service_env):
+    service_env(BROKER_URL="redis://127.0.0.1:6379/15")
+    queue.celery_client.cache_clear()
+    try:
+        queue.check_broker()
+    finally:
+        queue.celery_client.cache_clear()
+
+
+def test_the_worker_holds_one_task_at_a_time_and_acknowledges_it_after_running(broker):
+    from services.config import get_settings
+    from services.worker.celery_app import app
+    from services.worker import tasks  # noqa: F401  (registers the task)
+    assert "train_job" in app.tasks
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+    redis_options = queue.transport_options("redis://127.0.0.1:6379/0")
+    assert redis_options["visibility_timeout"] > get_settings().MAX_TIME_LIMIT_SECONDS
