@@ -16,6 +16,7 @@ from services.api.routes import health, jobs
 from services.config import get_settings
 
 log = logging.getLogger(__name__)
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 PAGE = Path(__file__).with_name("static") / "index.html"
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
                                            "style-src 'unsafe-inline'; img-src 'self' data:",
@@ -70,9 +71,10 @@ async def allow_every_method_of_the_path(request: Request, exc: HTTPException):
     """Starlette's 405 lists only the methods of the first route on a path (GET /jobs hides
     POST /jobs); list those of every route on it."""
     if exc.status_code == 405:
-        allowed = {method for route in request.app.routes if getattr(route, "methods", None)
-                   and route.matches(request.scope)[0] != Match.NONE for method in route.methods}
-        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+        allowed = [method for method in HTTP_METHODS
+                   if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                          for route in request.app.routes)]
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
     return await http_exception_handler(request, exc)
 
 

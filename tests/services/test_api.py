@@ -280,3 +280,26 @@ def test_predict_inputs_are_not_coerced(client):
     response = client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, True, "3"]]})
     assert response.status_code == 422
     assert [e["loc"] for e in response.json()["detail"]] == [["body", "xs", 0, 1], ["body", "xs", 0, 2]]
+
+
+def test_predict_with_a_non_finite_output_is_422_not_500(client):
+    job_id = submit(client)
+    linear = {"nin": 3, "layers": [{"activation": "linear", "neurons": [{"w": [10.0, 10.0, 10.0], "b": 0.0}]}]}
+    finish_job(job_id, params=linear)
+    assert client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, 2.0, 3.0]]}).json() == {"ys": [60.0]}
+    response = client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, 2.0, 3.0], [1e308, 0.0, 0.0]]})
+    assert response.status_code == 422
+    assert "not finite" in response.json()["detail"]
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client):
+    response = client.request("DELETE", "/jobs")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+
+
+def test_the_schema_says_a_key_is_optional_only_on_an_open_server(make_client):
+    open_schema = make_client().get("/openapi.json").json()
+    assert {} in open_schema["paths"]["/jobs"]["post"]["security"]
+    locked_schema = make_client(AUTH_REQUIRED="true").get("/openapi.json").json()
+    assert locked_schema["paths"]["/jobs"]["post"]["security"] == [{"HTTPBearer": []}]
