@@ -100,3 +100,10 @@ def test_ctrl_c_stops_the_api_and_the_worker(embedded):
     assert not any(child.exists() for child in children)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base_url}/healthz")
+
+
+def test_a_missing_graphviz_is_reported_clearly(monkeypatch, capsys):
+    from services import embedded
+    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
+    embedded.warn_if_graphviz_missing()
+    assert "`dot` is not installed" in capsys.readouterr().err
