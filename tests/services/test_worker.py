@@ -76,6 +76,8 @@ def test_a_second_delivery_does_nothing(worker):
 
 
 def test_progress_is_written_in_batches_while_training(worker, monkeypatch):
+    from services.worker import progress
+    monkeypatch.setattr(progress, "FLUSH_SECONDS", 60)  # only the batch size decides, however slow the machine
     seen_midway = []
 
     def train(spec, callback):
