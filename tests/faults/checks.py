@@ -3,6 +3,7 @@
 Training is deterministic, so the reference is simply `core.train.run_spec` in this process:
 a job re-run after any fault must reproduce it exactly."""
 import json
+from collections import Counter
 from functools import lru_cache
 
 from core.spec import JobSpec
@@ -37,10 +38,24 @@ def assert_one_complete_history(client, job_id, spec):
     job = client.job(job_id)
     assert job["status"] == "succeeded", job
     curve = served_curve(client.loss_points(job_id))
-    assert curve == recorded_curve(history)
+    expected = recorded_curve(history)
+    assert curve == expected, describe_difference(curve, expected)
     assert job["metrics"]["final_loss"] == history[-1].loss
     assert client.params(job_id) == params
     return job
+
+
+def describe_difference(curve, expected):
+    """A readable account of how a served curve differs from the reference (they may be long)."""
+    served, wanted = dict(curve), dict(expected)
+    missing = sorted(set(wanted) - set(served))
+    extra = sorted(set(served) - set(wanted))
+    repeated = sorted(step for step, count in Counter(step for step, _ in curve).items() if count > 1)
+    differing = [(step, served[step], wanted[step]) for step in sorted(set(served) & set(wanted))
+                 if served[step] != wanted[step]]
+    return (f"{len(curve)} points served, {len(expected)} expected; missing steps {missing[:10]} "
+            f"({len(missing)}), extra {extra[:10]} ({len(extra)}), repeated {repeated[:10]}, "
+            f"differing (step, served, reference) {differing[:5]} ({len(differing)})")
 
 
 def assert_duplicate_free_prefix(points, spec):

@@ -70,19 +70,21 @@ def redis_restarted(cluster, client, redis_server):
     return fault
 
 
-def postgres_restarted(cluster, client, postgres_server):
-    """An immediate stop (every connection dies mid-transaction), down 2 s, while workers write."""
+def postgres_restarted(cluster, client, postgres_server, down_seconds=2, fraction=1.0):
+    """An immediate stop (every connection dies mid-transaction) while workers write. Short jobs
+    (`fraction` of the usual length) end their training while it is down, so their final write
+    waits for it; down longer than STALE_AFTER_SECONDS, every running job also looks crashed."""
     workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
-    jobs = _submit(client, 3)
+    jobs = _submit(client, 3, fraction)
     fault = _before(client, jobs, workers)
-    postgres_server.restart(down_seconds=2)
+    postgres_server.restart(down_seconds=down_seconds)
     return fault
 
 
-def _submit(client, count):
+def _submit(client, count, fraction=1.0):
     """`count` jobs of one spec (one reference run to compare with); returns once the first is
     running past step 100, so the fault lands mid-training."""
-    spec = long_spec()
+    spec = long_spec(fraction=fraction)
     jobs = [(client.submit(spec), spec) for _ in range(count)]
     client.wait_running(jobs[0][0], timeout=30, min_step=100)
     return jobs

@@ -3,6 +3,7 @@
 They never touch the shared instances on 5432/6379. PostgreSQL refuses to run as
 root, so its cluster lives in a directory owned by the `postgres` OS user and
 every PostgreSQL command runs through `runuser -u postgres`."""
+import glob
 import os
 import pwd
 import shutil
@@ -16,7 +17,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+def _newest_postgres_bin():
+    """Debian keeps the server binaries out of PATH, one directory per major version."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return os.path.dirname(found[-1]) if found else "/usr/lib/postgresql/15/bin"
+
+
+PG_BIN = _newest_postgres_bin()
 
 
 def free_port():

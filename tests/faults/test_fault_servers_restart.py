@@ -23,8 +23,13 @@ def test_redis_restart_with_jobs_queued_and_running(cluster, client, redis_serve
         assert_one_complete_history(client, job_id, spec)
 
 
-def test_postgres_restart_while_workers_write(cluster, client, postgres_server):
-    fault = scenarios.postgres_restarted(cluster, client, postgres_server)
+@pytest.mark.parametrize("down_seconds, fraction", [(2, 1.0), (7, 0.3)],
+                         ids=["brief", "jobs-end-while-down-longer-than-stale"])
+def test_postgres_restart_while_workers_write(cluster, client, postgres_server, down_seconds, fraction):
+    """Down 7 s, short jobs end training while the database is away (their final write waits for
+    it), and 7 s is past STALE_AFTER_SECONDS=5: a sweeper may hand a job to a new run while the
+    old one is alive; the old run must then stop without writing."""
+    fault = scenarios.postgres_restarted(cluster, client, postgres_server, down_seconds, fraction)
 
     assert "running" in fault.statuses_before, fault.statuses_before
     for job_id, spec in fault.jobs:
