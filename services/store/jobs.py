@@ -194,14 +194,14 @@ def fail_job(session: Session, job_id, token: str, reason: str, points: Iterable
 def take_jobs_to_redeliver(session: Session, stale_after: float, redeliver_after: float,
                            max_attempts: int) -> list[uuid.UUID]:
     """Jobs to send again: queued but not (re)sent for `redeliver_after` seconds, and running ones whose
-    heartbeat is older than `stale_after`. Each is marked as sent, atomically, so that of several
-    sweepers only one sends it."""
+    heartbeat is older than `stale_after` (sent again at most once per `stale_after`, while they wait for
+    a free worker). Each is marked as sent, atomically, so that of several sweepers only one sends it."""
     now = utcnow()
-    not_sent_lately = or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=redeliver_after))
+    stale = now - timedelta(seconds=stale_after)
     waiting = or_(and_(Job.status == "queued", func.coalesce(Job.enqueued_at, Job.created_at)
                        < now - timedelta(seconds=redeliver_after)),
-                  and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=stale_after),
-                       Job.attempts < max_attempts, not_sent_lately))
+                  and_(Job.status == "running", Job.heartbeat_at < stale, Job.attempts < max_attempts,
+                       or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale)))
     taken = list(session.scalars(_update_jobs().where(waiting).values(enqueued_at=now).returning(Job.id)))
     session.commit()
     return taken

@@ -1,11 +1,14 @@
 """The persistence module against real databases (SQLite and PostgreSQL, from conftest)."""
 import threading
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from core.spec import JobSpec
 from services.store import jobs
 from services.store.db import session_scope
+from services.store.models import Job, utcnow
 
 STALE_NOW = 0  # stale_after=0: any heartbeat in the past counts as stale
 
@@ -22,6 +25,14 @@ def new_job(session, owner="alice", **spec):
 
 def claim(session, job, stale_after=60, max_attempts=3):
     return jobs.claim_job(session, job.id, stale_after=stale_after, max_attempts=max_attempts)
+
+
+def age(session, job, **seconds_ago):
+    """Moves the job's timestamps into the past, as if time had passed."""
+    now = utcnow()
+    session.execute(update(Job).where(Job.id == job.id)
+                    .values({name: now - timedelta(seconds=s) for name, s in seconds_ago.items()}))
+    session.commit()
 
 
 def steps(session, job):
@@ -192,7 +203,18 @@ def test_undelivered_and_stale_jobs_are_taken_for_redelivery_once(session):
     assert taken == [running.id]  # the queued ones were created or sent a moment ago: not yet "a while"
     taken = set(jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=0, max_attempts=3))
     assert taken == {queued.id, running.id, fresh.id}
-    assert jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=60, max_attempts=3) == []
+    assert jobs.take_jobs_to_redeliver(session, stale_after=60, redeliver_after=60, max_attempts=3) == []
+
+
+def test_a_dead_workers_job_is_sent_again_soon_after_its_heartbeat_stops(session):
+    """However recently it was first sent: a job that ran 5 s on a worker killed then is back after
+    `stale_after`, not after `redeliver_after`; and once sent, not again until it has been stale that long."""
+    job = new_job(session)
+    jobs.mark_enqueued(session, job.id)
+    claim(session, job)
+    age(session, job, heartbeat_at=20, enqueued_at=25)
+    assert jobs.take_jobs_to_redeliver(session, stale_after=15, redeliver_after=60, max_attempts=3) == [job.id]
+    assert jobs.take_jobs_to_redeliver(session, stale_after=15, redeliver_after=60, max_attempts=3) == []
 
 
 def test_a_fresh_heartbeat_is_left_alone(session):
