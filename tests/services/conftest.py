@@ -1,12 +1,15 @@
 """Fixtures for the API tests: a real database (SQLite and PostgreSQL), the app on it, and
 a recorder in place of the broker so no worker is needed."""
 import json
-import os
+import socket
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
@@ -89,6 +92,30 @@ def make_client(service_env, enqueued):
 @pytest.fixture
 def client(make_client):
     return make_client()
+
+
+@pytest.fixture
+def serve():
+    """serve(app) -> base URL: the app behind a real uvicorn on a free port, stopped after the test."""
+    servers = []
+
+    def start(app):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def submit(client, spec=None, key=None):

@@ -1,5 +1,7 @@
 """The body-size limit refuses big uploads without reading them into memory."""
 import asyncio
+import select
+import socket
 
 from services.api.body_limit import BodySizeLimit
 
@@ -45,3 +47,23 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading():
 def test_a_body_within_the_limit_reaches_the_app_whole():
     status, _, seen = run(3 * len(CHUNK), [], [CHUNK, CHUNK, b"end"])
     assert status == 200 and seen == [CHUNK + CHUNK + b"end"]
+
+
+def test_a_50_mb_upload_to_the_real_server_is_413_long_before_it_is_sent(make_client, serve, enqueued):
+    """Over a real socket, chunked (no Content-Length): the answer comes after about the limit."""
+    url = serve(make_client(MAX_BODY_BYTES=1_000_000).app)
+    host, port = url.removeprefix("http://").split(":")
+    sent, reply = 0, b""
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"POST /jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            while sent < 50 * 2**20 and not select.select([connection], [], [], 0)[0]:
+                connection.sendall(b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK))
+                sent += len(CHUNK)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while we were still sending
+        reply = connection.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert sent < 20 * 2**20  # stopped after ~1 MB plus what the socket buffers held (1-5 MB here), not 50
+    assert enqueued == []

@@ -1,32 +1,17 @@
 """The command line: key management against the database, user commands over real HTTP."""
 import json
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from services import cli, queue
 from tests.services.conftest import finish_job
 
 
 @pytest.fixture
-def server(make_client, monkeypatch):
+def server(make_client, serve, monkeypatch):
     """The API on a real port (keys required), with a 'worker' that finishes each job as it is sent."""
-    app = make_client(AUTH_REQUIRED="true").app
     monkeypatch.setattr(queue, "enqueue", finish_job)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    while not uvicorn_server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    return serve(make_client(AUTH_REQUIRED="true").app)
 
 
 def run(capsys, *argv):
