@@ -33,13 +33,15 @@ def test_submit_creates_a_queued_job_and_sends_it(client, enqueued):
     assert job["attempts"] == 0 and job["error"] is None and job["timings"]["started_at"] is None
 
 
-def test_submit_succeeds_when_the_broker_is_down(client, monkeypatch):
+def test_submit_succeeds_when_the_broker_is_down(client, monkeypatch, caplog):
     def broker_down(job_id):
         raise ConnectionError("broker unreachable")
     monkeypatch.setattr(queue, "enqueue", broker_down)
     response = client.post("/jobs", json={})
     assert response.status_code == 201
-    assert client.get(f"/jobs/{response.json()['id']}").json()["status"] == "queued"
+    job_id = response.json()["id"]
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "queued"
+    assert f"could not enqueue job {job_id}" in caplog.text
 
 
 @pytest.mark.parametrize("spec, loc", [
