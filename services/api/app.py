@@ -23,8 +23,8 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'unsa
                 "X-Content-Type-Options": "nosniff"}
 
 
-def create_app(settings=None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app() -> FastAPI:
+    settings = get_settings()  # the same object the store reads (database, key secret)
     app = FastAPI(title="micrograd service", version="1.0",
                   description="Train small neural nets on a scalar autograd engine. "
                               "Authenticate with `Authorization: Bearer <key>`.")

@@ -29,8 +29,21 @@ SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe
                "X-Content-Type-Options": "nosniff"}
 
 
+HEADERS_OF = {
+    201: {"Location": "the new job's URL, /jobs/{id}"},
+    401: {"WWW-Authenticate": "Bearer (with error=... when a key was sent but refused)"},
+    429: {"Retry-After": "seconds to wait before trying again"},
+}
+
+
+def headers(code):
+    return {name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in HEADERS_OF.get(code, {}).items()}
+
+
 def errors(*codes):
-    return {code: {"model": ErrorDetail} for code in codes}
+    return {code: {"model": ErrorDetail, **({"headers": headers(code)} if code in HEADERS_OF else {})}
+            for code in codes}
 
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429))
@@ -45,7 +58,8 @@ def find_job(session, job_id, owner):
     return job
 
 
-@router.post("", status_code=201, response_model=JobCreated, responses=errors(400, 413))
+@router.post("", status_code=201, response_model=JobCreated,
+             responses={201: {"headers": headers(201)}, **errors(400, 413)})
 def submit_job(spec: SubmittedSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
     problems = spec_limit_errors(spec, settings)
     if problems:
