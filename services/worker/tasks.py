@@ -60,9 +60,9 @@ def _train_and_save(job_id, token: str, settings) -> str:
         log.exception("job %s failed", job_id)
         return _fail(job_id, token, f"{type(e).__name__}: {e}", progress)
     status = "cancelled" if result.stopped_early and progress.cancel_requested else "succeeded"
-    _persist(lambda session: jobs.finish_job(
-        session, job_id, token, status, progress.take_pending(), progress.steps_done, result.metrics,
-        json.dumps(result.params), result.graph_svg))
+    points = progress.take_pending()  # once: every retry of the final write must carry them
+    _persist(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
+                                             result.metrics, json.dumps(result.params), result.graph_svg))
     return status
 
 

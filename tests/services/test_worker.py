@@ -184,3 +184,20 @@ def test_the_sweeper_resends_stale_jobs_and_ends_crash_loops(worker, service_env
     assert load(looping).status == "failed"
     assert load(looping).error == "worker crashed 2 times (attempt limit reached)"
     assert worker.run_job(str(crashed)) == "succeeded" and load(crashed).attempts == 2
+
+
+def test_results_are_saved_whole_when_the_database_comes_back(worker, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    real_finish, calls = jobs.finish_job, []
+
+    def finish_after_an_outage(session, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE jobs", {}, Exception("connection refused"))
+        return real_finish(session, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "finish_job", finish_after_an_outage)
+    job_id = submit(steps=30, record={"graph_svg": False})
+    assert worker.run_job(str(job_id)) == "succeeded"
+    assert len(calls) == 2
+    assert [step for step, _ in history(job_id)] == list(range(30))
