@@ -18,7 +18,7 @@ from services.worker.progress import Progress, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
 
-FINAL_WRITE_PATIENCE_SECONDS = 60  # keep trying to save results through a database restart
+DATABASE_PATIENCE_SECONDS = 60  # keep trying through a database restart
 MAX_REASON_CHARS = 2000
 
 
@@ -30,8 +30,8 @@ def train_job(job_id: str) -> str:
 def run_job(job_id: str) -> str:
     """Runs one job to its end; returns its final status, or 'not claimed' / 'superseded'."""
     settings = get_settings()
-    with session_scope() as session:
-        token = jobs.claim_job(session, job_id, settings.STALE_AFTER_SECONDS, settings.MAX_ATTEMPTS)
+    token = _with_retries(lambda session: jobs.claim_job(session, job_id, settings.STALE_AFTER_SECONDS,
+                                                         settings.MAX_ATTEMPTS))
     if token is None:
         log.info("job %s is not claimable (taken, final or cancelled); nothing to do", job_id)
         return "not claimed"
@@ -46,8 +46,7 @@ def run_job(job_id: str) -> str:
 def _train_and_save(job_id, token: str, settings) -> str:
     progress = None
     try:
-        with session_scope() as session:
-            spec = jobs.load_spec(session, job_id)
+        spec = _with_retries(lambda session: jobs.load_spec(session, job_id))
         progress = Progress(job_id, token, _time_limit(spec, settings))
         result = run_spec(spec, callback=progress)
     except TrainingDiverged as e:
@@ -61,7 +60,7 @@ def _train_and_save(job_id, token: str, settings) -> str:
         return _fail(job_id, token, f"{type(e).__name__}: {e}", progress)
     status = "cancelled" if result.stopped_early and progress.cancel_requested else "succeeded"
     points = progress.take_pending()  # once: every retry of the final write must carry them
-    _persist(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
+    _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
                                              result.metrics, json.dumps(result.params), result.graph_svg))
     return status
 
@@ -69,7 +68,7 @@ def _train_and_save(job_id, token: str, settings) -> str:
 def _fail(job_id, token: str, reason: str, progress) -> str:
     points = progress.take_pending() if progress else []
     steps_done = progress.steps_done if progress else None
-    _persist(lambda session: jobs.fail_job(session, job_id, token, reason[:MAX_REASON_CHARS], points, steps_done))
+    _with_retries(lambda session: jobs.fail_job(session, job_id, token, reason[:MAX_REASON_CHARS], points, steps_done))
     return "failed"
 
 
@@ -77,16 +76,16 @@ def _time_limit(spec, settings) -> float:
     return min(spec.time_limit_seconds or settings.DEFAULT_TIME_LIMIT_SECONDS, settings.MAX_TIME_LIMIT_SECONDS)
 
 
-def _persist(write) -> None:
-    """The final write, retried while the database is unreachable. If it never comes back the job stays
-    'running' without a heartbeat, and the sweeper gives it to another run."""
-    deadline = time.monotonic() + FINAL_WRITE_PATIENCE_SECONDS
+def _with_retries(work):
+    """`work(session)`, retried while the database is unreachable. If it never comes back, the job stays
+    queued, or 'running' without a heartbeat, and the sweeper gives it to another run."""
+    deadline = time.monotonic() + DATABASE_PATIENCE_SECONDS
     while True:
         try:
             with session_scope() as session:
-                return write(session)
+                return work(session)
         except (OperationalError, InterfaceError):
             if time.monotonic() > deadline:
                 raise
-            log.warning("could not save the job's results; retrying", exc_info=True)
+            log.warning("database unreachable; retrying", exc_info=True)
             time.sleep(1)

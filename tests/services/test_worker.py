@@ -201,3 +201,18 @@ def test_results_are_saved_whole_when_the_database_comes_back(worker, monkeypatc
     assert worker.run_job(str(job_id)) == "succeeded"
     assert len(calls) == 2
     assert [step for step, _ in history(job_id)] == list(range(30))
+
+
+def test_a_job_delivered_while_the_database_is_down_runs_when_it_is_back(worker, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    real_claim, calls = jobs.claim_job, []
+
+    def claim_after_an_outage(session, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE jobs", {}, Exception("connection refused"))
+        return real_claim(session, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "claim_job", claim_after_an_outage)
+    job_id = submit(steps=5, record={"graph_svg": False})
+    assert worker.run_job(str(job_id)) == "succeeded" and len(calls) == 2
