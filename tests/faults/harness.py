@@ -4,6 +4,7 @@ Each process runs in its own session (process group) with its output in a log
 file, so a test can SIGKILL exactly the process it means to and the teardown can
 always reap the whole group, whatever happened in between."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +110,19 @@ class ServiceProcess:
 
 
 class Worker(ServiceProcess):
+    RECEIVED = re.compile(r"Task train_job\[[0-9a-f-]+\] received")
+    FINISHED = re.compile(r"Task train_job\[[0-9a-f-]+\] (succeeded|raised|failed)")
+
+    def tasks_received(self):
+        return len(self.RECEIVED.findall(self.log()))
+
+    def tasks_finished(self):
+        """Task runs that ended, whatever their outcome (Celery logs one line per run)."""
+        return len(self.FINISHED.findall(self.log()))
+
+    def busy(self):
+        return self.tasks_received() > self.tasks_finished()
+
     def wait_ready(self, timeout=60):
         wait_until(lambda: not self.running() or " ready." in self.log(), timeout, interval=0.1,
                    what=f"worker {self.name} ready")
