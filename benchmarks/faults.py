@@ -10,8 +10,10 @@ reference run; duplicated when a step is served twice, a value differs from the 
 at-least-once execution). Recovery: from the fault to the last of its jobs being final."""
 import argparse
 import itertools
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,7 +59,8 @@ def judge(client, job_id, spec):
 def run_trial(inject, servers, database):
     servers["postgres"].sql(f"CREATE DATABASE {database} TEMPLATE {TEMPLATE_DB}")
     servers["redis"].flush()
-    cluster = Cluster(servers["postgres"].url(database), servers["redis"].url)
+    log_dir = tempfile.mkdtemp(prefix="faults-bench-")
+    cluster = Cluster(servers["postgres"].url(database), servers["redis"].url, log_dir)
     try:
         client = JobClient(cluster.start_api().url)
         fault = inject(cluster, client, servers)
@@ -72,6 +75,7 @@ def run_trial(inject, servers, database):
         return len(fault.jobs), lost, duplicated, runs - len(fault.jobs), recovered_after
     finally:
         cluster.cleanup()
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def main():

@@ -58,9 +58,10 @@ def broker_url(redis_server):
 
 
 @pytest.fixture
-def cluster(database_url, broker_url):
-    """The API plus whatever workers the test starts; the logs are printed (shown on failure)."""
-    processes = Cluster(database_url, broker_url)
+def cluster(database_url, broker_url, tmp_path):
+    """The API plus whatever workers the test starts. The tail of each log is printed (pytest shows
+    it when the test fails); whole logs stay in the test's tmp_path (pytest keeps the last runs)."""
+    processes = Cluster(database_url, broker_url, log_dir=tmp_path)
     try:
         yield processes
     finally:

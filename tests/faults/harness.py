@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -166,9 +165,9 @@ class Api(ServiceProcess):
 class Cluster:
     """The processes of one test: an API, any number of workers, and their cleanup."""
 
-    def __init__(self, database_url, broker_url, **env_overrides):
+    def __init__(self, database_url, broker_url, log_dir, **env_overrides):
         self.env = service_env(database_url, broker_url, **env_overrides)
-        self.log_dir = tempfile.mkdtemp(prefix="faults-logs-")
+        self.log_dir = log_dir
         self.processes = []
         self.workers = []
         self.api = None
