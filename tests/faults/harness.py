@@ -55,7 +55,8 @@ def children_of(pid):
 
 
 class ServiceProcess:
-    """One subprocess with a log file; `kill`/`terminate` signal the main process only."""
+    """One subprocess, in a session of its own, with a log file; `kill` and `sigterm` signal the main
+    process only, `cleanup` kills the whole process group."""
 
     def __init__(self, name, command, env, log_dir):
         self.name = name
@@ -92,6 +93,20 @@ class ServiceProcess:
 
     def wait_exit(self, timeout):
         return self.process.wait(timeout)
+
+    def wait_healthy(self, url, timeout=60):
+        """Until `url`/healthz answers 200; fails at once with the log if the process exits."""
+        def healthy():
+            if not self.running():
+                return True
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_until(healthy, timeout, interval=0.1, what=f"{self.name} /healthz")
+        if not self.running():
+            raise RuntimeError(f"{self.name} exited at start-up:\n{self.log()[-3000:]}")
+        return self
 
     def cleanup(self):
         """Kill whatever is left of the process group, whatever state it is in."""
@@ -149,17 +164,7 @@ class Api(ServiceProcess):
         super().__init__(name, command, env, log_dir)
 
     def wait_ready(self, timeout=60):
-        def healthy():
-            if not self.running():
-                return True
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until(healthy, timeout, interval=0.1, what="API /healthz")
-        if not self.running():
-            raise RuntimeError(f"API exited at start-up:\n{self.log()[-3000:]}")
-        return self
+        return self.wait_healthy(self.url, timeout)
 
 
 class Cluster:
