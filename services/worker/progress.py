@@ -28,6 +28,7 @@ class Progress:
         self.latest_loss = None
         self.cancel_requested = False
         self._last_flush = time.monotonic()
+        self._database_down = False  # then retry every FLUSH_SECONDS, not on every step
 
     def __call__(self, record) -> bool:
         """Called after every training step; returning False stops training."""
@@ -39,7 +40,8 @@ class Progress:
         if now > self.deadline:
             raise TimeLimitExceeded(f"time limit exceeded ({self.time_limit_seconds:g} s) "
                                     f"after {self.steps_done} steps")
-        if len(self.pending) >= FLUSH_POINTS or now - self._last_flush >= FLUSH_SECONDS:
+        batch_full = len(self.pending) >= FLUSH_POINTS and not self._database_down
+        if batch_full or now - self._last_flush >= FLUSH_SECONDS:
             self.flush()
         return not self.cancel_requested
 
@@ -52,9 +54,11 @@ class Progress:
                 self.cancel_requested = jobs.record_progress(session, self.job_id, self.token, self.pending,
                                                              self.steps_done, self.latest_loss)
         except (OperationalError, InterfaceError):
+            self._database_down = True
             log.warning("could not write progress of job %s; keeping %d points for the next try",
                         self.job_id, len(self.pending), exc_info=True)
             return
+        self._database_down = False
         self.pending = []
 
     def take_pending(self) -> list[jobs.Point]:

@@ -1,0 +1,26 @@
+"""The training callback while the database is down: points are kept, and it retries
+every FLUSH_SECONDS instead of on every step."""
+import contextlib
+
+from sqlalchemy.exc import OperationalError
+
+from core.train import StepRecord
+from services.worker import progress
+
+
+def test_a_full_batch_with_the_database_down_retries_on_the_clock_not_every_step(monkeypatch):
+    attempts = []
+
+    @contextlib.contextmanager
+    def unreachable():
+        attempts.append(1)
+        raise OperationalError("connect", {}, Exception("connection refused"))
+        yield
+
+    monkeypatch.setattr(progress, "session_scope", unreachable)
+    monkeypatch.setattr(progress, "FLUSH_SECONDS", 3600)
+    callback = progress.Progress("job", "token", time_limit_seconds=3600)
+    for step in range(3 * progress.FLUSH_POINTS):
+        assert callback(StepRecord(step, 1.0, 0.1, None, True)) is True
+    assert len(attempts) == 1  # the first full batch tried once; later steps wait for the clock
+    assert len(callback.take_pending()) == 3 * progress.FLUSH_POINTS  # nothing dropped
