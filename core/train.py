@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
+import core.compile
 from core.data import generate, train_validation_split
 from core.losses import LOSSES, batch_loss, l2_penalty
 from core.nn import MLP
@@ -77,15 +78,8 @@ def _loss_function(engine, model, loss_name, l2, n_inputs):
     if engine != "compiled":
         raise ValueError(f"unknown engine {engine!r}; choose 'compiled' or 'interpreted'")
     try:
-        from core.compile import CannotCompile, compile_loss
-    except ModuleNotFoundError as e:
-        if e.name != "core.compile":
-            raise
-        log.warning("compiled engine not available (%s); using the interpreted engine", e)
-        return interpreted, "interpreted"
-    try:
-        compiled = compile_loss(model, loss_name, l2, n_inputs)
-    except CannotCompile as e:
+        compiled = core.compile.compile_loss(model, loss_name, l2, n_inputs)
+    except core.compile.CannotCompile as e:
         log.warning("cannot compile this model (%s); using the interpreted engine", e)
         return interpreted, "interpreted"
     return compiled.loss_and_grads, "compiled"
