@@ -91,15 +91,17 @@ def _draw_layers(model, title):
 def training_graph(model, loss_name, xs, ys, l2=0.0, max_values=MAX_VALUES):
     """The most detailed picture of one training step that stays under
     max_values: the whole batch's loss graph, else one sample's, else the
-    network itself. Gradients are those at the model's current parameters."""
+    network itself. The loss graphs show the gradients at the model's current
+    parameters; the network view shows the gradients the parameters hold (after
+    training: those of the last step)."""
     sample_loss = _loss_graph(model, loss_name, xs[:1], ys[:1], 0.0)
     shared = len(model.parameters())  # in every sample's graph, but drawn once
     per_sample = len(topological_order(sample_loss)) - shared
     if per_sample * len(xs) + shared + len(xs) + shared * 4 * bool(l2) <= max_values:
-        loss = _loss_graph(model, loss_name, xs, ys, l2)
+        loss = _backpropagated(model, _loss_graph(model, loss_name, xs, ys, l2))
         return draw_dot(loss, max_values, f"loss graph of the whole batch ({len(xs)} samples)")
     if per_sample <= max_values:
-        return draw_dot(sample_loss, max_values,
+        return draw_dot(_backpropagated(model, sample_loss), max_values,
                         f"loss graph of one sample (sample 0 of {len(xs)}; the batch has about "
                         f"{per_sample * len(xs)} values)")
     return draw_network(model, f"network of {len(model.parameters())} parameters")
@@ -114,6 +116,10 @@ def _loss_graph(model, loss_name, xs, ys, l2):
     if l2:
         loss = loss + l2_penalty(model.parameters(), l2)
     loss.label = "loss"
+    return loss
+
+
+def _backpropagated(model, loss):
     model.zero_grad()
     loss.backward()
     return loss
