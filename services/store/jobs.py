@@ -9,7 +9,7 @@ import math
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Optional
 
 from sqlalchemy import and_, func, or_, select, update
@@ -275,6 +275,7 @@ def _encode_cursor(job: Job) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
-    except (ValueError, TypeError) as e:
+        # Compared in UTC, as stored: a date that leaves the calendar in UTC fails here, not in the query.
+        return datetime.fromisoformat(created_at).astimezone(timezone.utc), uuid.UUID(str(job_id))
+    except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(f"malformed cursor {cursor!r}") from e

@@ -1,4 +1,6 @@
 """The HTTP API against a real database (SQLite and PostgreSQL), the broker replaced by a recorder."""
+import base64
+import json
 import uuid
 
 import pytest
@@ -139,6 +141,19 @@ def test_bad_list_parameters_are_422(client, query):
     response = client.get(f"/jobs?{query}")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][0] == "query"
+
+
+def cursor_of(*fields):
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+
+
+@pytest.mark.parametrize("cursor", [cursor_of("2026-01-01T00:00:00+00:00", 2),
+                                    cursor_of("9999-12-31T23:59:59-14:00", str(uuid.UUID(int=1))),
+                                    cursor_of("0001-01-01T00:00:00+14:00", str(uuid.UUID(int=1)))])
+def test_a_well_encoded_cursor_with_bad_fields_is_422(client, cursor):
+    response = client.get("/jobs", params={"cursor": cursor})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
 def test_running_job_shows_progress_and_partial_history(client):
