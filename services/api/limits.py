@@ -3,6 +3,8 @@ for hours or exhaust memory. Each violation names the field it is about, in
 the same shape as pydantic's validation errors, so clients see one format."""
 from core.spec import InlineData
 
+FORWARD_NODES_PER_PARAMETER = 3  # a weight's multiply and add, and its share of the activations
+
 
 def spec_limit_errors(spec, settings):
     """A list of {"loc", "msg", "type"} errors; empty when the spec is within limits."""
@@ -32,3 +34,19 @@ def spec_limit_errors(spec, settings):
     if limit is not None and limit > settings.MAX_TIME_LIMIT_SECONDS:
         over(["time_limit_seconds"], f"time_limit_seconds is {limit}, the limit is {settings.MAX_TIME_LIMIT_SECONDS}")
     return errors
+
+
+def predict_limit_errors(xs, model, settings):
+    """Predictions run in the API process: at most MAX_SAMPLES samples, building no bigger a graph than
+    one training step may (MAX_NODES_PER_STEP), so that no request keeps the API busy for long."""
+    if len(xs) > settings.MAX_SAMPLES:
+        return [_too_many(f"{len(xs)} samples, the limit is {settings.MAX_SAMPLES}")]
+    nodes = len(xs) * FORWARD_NODES_PER_PARAMETER * len(model.parameters())
+    if nodes > settings.MAX_NODES_PER_STEP:
+        return [_too_many(f"{len(xs)} samples make about {nodes} graph nodes with this model, "
+                          f"the limit is {settings.MAX_NODES_PER_STEP}; send fewer samples")]
+    return []
+
+
+def _too_many(msg):
+    return {"loc": ("body", "xs"), "msg": msg, "type": "limit_exceeded", "input": None}

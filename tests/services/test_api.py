@@ -211,6 +211,17 @@ def test_predict_matches_the_stored_model(client):
     assert response.json()["ys"] == pytest.approx([model(x).data for x in xs])
 
 
+def test_predict_builds_no_bigger_a_graph_than_a_training_step(make_client):
+    client = make_client(MAX_NODES_PER_STEP=1000)  # the seed's MLP(3, [4, 4, 1]) is ~123 nodes a sample
+    job_id = submit(client)
+    finish_job(job_id)
+    assert client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, 2.0, 3.0]] * 8}).status_code == 200
+    response = client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, 2.0, 3.0]] * 9})
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "xs"]]
+    assert "graph nodes" in response.json()["detail"][0]["msg"]
+
+
 def test_predict_before_success_is_409(client):
     job_id = submit(client)
     response = client.post(f"/jobs/{job_id}/predict", json={"xs": [[1.0, 2.0, 3.0]]})

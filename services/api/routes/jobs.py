@@ -13,7 +13,7 @@ from core.spec import JobSpec
 from services import queue
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
-from services.api.limits import spec_limit_errors
+from services.api.limits import predict_limit_errors, spec_limit_errors
 from services.api.schemas import (ErrorDetail, JobCreated, JobDetail, JobList, JobStatus, JobSummary,
                                   LossHistory, LossPointOut, Metrics, PredictRequest, PredictResponse,
                                   Progress, SubmittedSpec, Timings, finite_or_none)
@@ -153,10 +153,10 @@ def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: Own
     job = find_job(session, job_id, owner)
     if job.status != "succeeded":
         raise HTTPException(409, f"job {job_id} is {job.status}; predictions need a succeeded job")
-    if len(body.xs) > settings.MAX_SAMPLES:
-        raise RequestValidationError([{"loc": ("body", "xs"), "msg": f"{len(body.xs)} samples, the limit is "
-                                       f"{settings.MAX_SAMPLES}", "type": "limit_exceeded", "input": None}])
     model = MLP.from_json(json.loads(job_store.get_artifact(session, job_id, "params")))
+    too_many = predict_limit_errors(body.xs, model, settings)
+    if too_many:
+        raise RequestValidationError(too_many)
     wrong = [{"loc": ("body", "xs", i), "msg": f"expected {model.nin} inputs, got {len(x)}",
               "type": "value_error", "input": x} for i, x in enumerate(body.xs) if len(x) != model.nin]
     if wrong:
