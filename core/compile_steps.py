@@ -64,11 +64,11 @@ def log_backward(g, out, a):
 
 
 def relu(a):
-    return np.where(a > 0, a, 0.0)
+    return np.where(a <= 0, 0.0, a)  # as the engine: a NaN passes on, it must not turn into 0
 
 
 def relu_backward(g, out, a):
-    return ((a > 0) * g,)
+    return (~(a <= 0) * g,)
 
 
 def sigmoid(a):

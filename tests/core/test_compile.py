@@ -269,3 +269,20 @@ def test_malformed_batches_are_clear_errors(loss_name, xs, ys, message):
     compiled = compile_loss(MLP(2, [n_outputs], seed=0), loss_name, 0.0, 2)
     with pytest.raises(ValueError, match=message):
         compiled.loss_and_grads(xs, ys)
+
+
+
+class ReluOfInfMinusInf(Quadratic):
+    def __call__(self, x):
+        return (self.a * x[0] + self.a * x[1]).relu() + self.b
+
+
+def test_a_nan_through_relu_stays_nan_as_in_the_interpreted_engine():
+    """a*x0 + a*x1 is inf - inf = NaN here. Value.relu passes a NaN on (so training
+    reports divergence); the compiled relu must not turn it into a finite 0."""
+    model = ReluOfInfMinusInf()
+    model.a.data = 1e100  # (its square, in the L2 sum even for l2=0, stays finite)
+    xs, ys = [[1e300, -1e300]], [0.0]
+    expected_loss, _ = interpreted_loss_and_grads(model, "sse", 0.0, xs, ys)
+    loss, _ = compile_loss(model, "sse", 0.0, 2).loss_and_grads(xs, ys)
+    assert np.isnan(expected_loss) and np.isnan(loss)
