@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 DEFAULT_LOSS_POINTS = 1000
 MAX_LOSS_POINTS = 10_000
-MAX_STEP = 2**31 - 1  # steps are 32-bit integers in the database
 SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
                "X-Content-Type-Options": "nosniff"}
 
@@ -106,8 +105,8 @@ def cancel_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
 
 @router.get("/{job_id}/loss", response_model=LossHistory, responses=errors(404))
 def get_loss(job_id: JobId, session: SessionDep, owner: OwnerDep,
-             start: Annotated[Optional[int], Query(ge=0, le=MAX_STEP, description="first step (inclusive)")] = None,
-             end: Annotated[Optional[int], Query(ge=0, le=MAX_STEP, description="last step (inclusive)")] = None,
+             start: Annotated[Optional[int], Query(ge=0, le=job_store.STEP_LIMIT, description="first step (inclusive)")] = None,
+             end: Annotated[Optional[int], Query(ge=0, le=job_store.STEP_LIMIT, description="last step (inclusive)")] = None,
              max_points: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = DEFAULT_LOSS_POINTS):
     """The loss history, also while the job runs; long curves are shrunk to max_points keeping spikes."""
     if start is not None and end is not None and end < start:
