@@ -133,6 +133,8 @@ class JobSpec(StrictModel):
             raise ValueError(f"loss {self.loss} needs one output neuron, the last layer has {outputs}")
         if isinstance(self.data, GeneratedData):
             self._outputs_fit_the_classes(outputs, self.data.class_count())
+        elif self.loss == "softmax_ce" and outputs < 2:  # inline data's classes are only known at run time
+            raise ValueError(f"softmax_ce needs one output per class (at least 2), the last layer has {outputs}")
         return self
 
     def _outputs_fit_the_classes(self, outputs, classes):

@@ -10,6 +10,8 @@ from core.spec import JobSpec
     ({"loss": "softmax_ce"}, "needs 2 outputs"),
     ({"data": {"kind": "blobs", "classes": 3}, "loss": "hinge"}, "hinge is for 2 classes"),
     ({"data": {"kind": "spirals", "classes": 3}}, "sse over 3 classes needs one output per class"),
+    ({"data": {"kind": "inline", "xs": [[1.0], [2.0]], "ys": [0, 1]}, "loss": "softmax_ce",
+      "model": {"layers": [4, 1]}}, "softmax_ce needs one output per class"),
 ])
 def test_impossible_combinations_are_rejected(spec, message):
     with pytest.raises(ValidationError, match=message):
