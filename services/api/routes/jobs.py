@@ -18,6 +18,7 @@ from services.api.schemas import (ErrorDetail, JobCreated, JobDetail, JobList, J
                                   LossHistory, LossPointOut, Metrics, PredictRequest, PredictResponse,
                                   Progress, SubmittedSpec, Timings, finite_or_none)
 from services.store import jobs as job_store
+from services.store.jobs import STEP_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ def cancel_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
 
 @router.get("/{job_id}/loss", response_model=LossHistory, responses=errors(404))
 def get_loss(job_id: JobId, session: SessionDep, owner: OwnerDep,
-             start: Annotated[Optional[int], Query(ge=0, le=job_store.STEP_LIMIT, description="first step (inclusive)")] = None,
-             end: Annotated[Optional[int], Query(ge=0, le=job_store.STEP_LIMIT, description="last step (inclusive)")] = None,
+             start: Annotated[Optional[int], Query(ge=0, le=STEP_LIMIT, description="first step (inclusive)")] = None,
+             end: Annotated[Optional[int], Query(ge=0, le=STEP_LIMIT, description="last step (inclusive)")] = None,
              max_points: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = DEFAULT_LOSS_POINTS):
     """The loss history, also while the job runs; long curves are shrunk to max_points keeping spikes."""
     if start is not None and end is not None and end < start:
