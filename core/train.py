@@ -179,18 +179,19 @@ def _guarded_step(loss_and_grads, xs, ys, step, history):
 
 
 def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_done):
-    """Training accuracy and validation loss/accuracy at the final parameters
-    (this overwrites the parameters' grads, which training no longer needs)."""
+    """Training accuracy and validation loss/accuracy at the final parameters.
+    The training samples go last, so the parameters are left holding their
+    gradients at the final parameters (what the per-neuron graph view shows)."""
     metrics = {"final_loss": last_loss, "accuracy": None,
                "val_loss": None, "val_accuracy": None, "steps_done": steps_done}
-    _, outputs = _evaluate(loss_and_grads, xs, ys)
-    if score is not None and outputs is not None:
-        metrics["accuracy"] = score(outputs, ys)
     if validation is not None and len(validation[0]) > 0:
         val_xs, val_ys = _plain_lists(validation[0]), _plain_lists(validation[1])
         metrics["val_loss"], val_outputs = _evaluate(loss_and_grads, val_xs, val_ys)
         if score is not None and val_outputs is not None:
             metrics["val_accuracy"] = score(val_outputs, val_ys)
+    _, outputs = _evaluate(loss_and_grads, xs, ys)
+    if score is not None and outputs is not None:
+        metrics["accuracy"] = score(outputs, ys)
     return metrics
 
 

@@ -89,10 +89,10 @@ def generate_moons():
     return xs, [1.0 if y else -1.0 for y in ys]
 
 
-def test_the_network_view_shows_the_gradients_of_the_last_training_step():
+def test_the_network_view_shows_the_gradients_training_left():
     model = MLP(2, [20, 20, 1], seed=0)
     for p in model.parameters():
-        p.grad = 0.25  # what the last step of a training loop leaves behind
+        p.grad = 0.25  # what training leaves behind (its final evaluation)
     dot = training_graph(model, "hinge", [[0.5, -0.5]] * 10, [1.0] * 10)
     assert "one node per neuron" in dot.source
     assert dot.source.count("grad 0.2500") == 41  # every neuron's bias, not one sample's recomputation

@@ -136,6 +136,18 @@ def test_run_spec_metrics_with_a_validation_split():
     assert 0 <= metrics["val_accuracy"] <= 1 and metrics["val_loss"] > 0
 
 
+def test_after_training_the_parameters_hold_the_training_samples_gradients():
+    """What the per-neuron graph view shows: the gradients at the final parameters
+    over the training samples, not over the validation samples evaluated with them."""
+    xs, ys = generate("moons", n_samples=20, noise=0.1, seed=0)
+    ys = [1.0 if y else -1.0 for y in ys]
+    model = MLP(2, [4, 1], seed=0)
+    train(model, xs[:15], ys[:15], "hinge", steps=3, engine="interpreted", validation=(xs[15:], ys[15:]))
+    held = [p.grad for p in model.parameters()]
+    interpreted_loss_and_grads(model, "hinge", 0.0, xs[:15], ys[:15])
+    assert held == [p.grad for p in model.parameters()]
+
+
 def test_a_regression_has_no_accuracy():
     xs = [[x / 10] for x in range(10)]
     result = train(MLP(1, [4, 1], seed=0), xs, [x[0] ** 2 for x in xs], "mse", steps=3, engine="interpreted")
