@@ -207,6 +207,13 @@ def take_jobs_to_redeliver(session: Session, stale_after: float, redeliver_after
     return taken
 
 
+def forget_sends(session: Session, job_ids: list) -> None:
+    """Undoes `take_jobs_to_redeliver`'s mark for jobs that could not be sent, so the next sweep sends them."""
+    if job_ids:
+        session.execute(_update_jobs().where(Job.id.in_([_as_uuid(j) for j in job_ids])).values(enqueued_at=None))
+        session.commit()
+
+
 def fail_exhausted_jobs(session: Session, stale_after: float, max_attempts: int) -> list[uuid.UUID]:
     """Running jobs whose worker died on their last allowed attempt: failed, so crash loops end."""
     now = utcnow()

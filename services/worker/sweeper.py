@@ -24,9 +24,14 @@ def sweep() -> list:
             log.warning("job %s failed: its worker crashed on every attempt", job_id)
         resend = jobs.take_jobs_to_redeliver(session, settings.STALE_AFTER_SECONDS,
                                              settings.REDELIVER_QUEUED_AFTER_SECONDS, settings.MAX_ATTEMPTS)
-    for job_id in resend:
+    for i, job_id in enumerate(resend):
         log.info("sending job %s again", job_id)
-        queue.send(job_id)
+        try:
+            queue.send(job_id)
+        except Exception:  # the broker is down: these were not sent, the next sweep tries them again
+            with session_scope() as session:
+                jobs.forget_sends(session, resend[i:])
+            raise
     return resend
 
 

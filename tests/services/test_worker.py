@@ -186,6 +186,26 @@ def test_the_sweeper_resends_stale_jobs_and_ends_crash_loops(worker, service_env
     assert worker.run_job(str(crashed)) == "succeeded" and load(crashed).attempts == 2
 
 
+def test_a_job_the_sweeper_could_not_send_is_sent_by_the_next_sweep(worker, service_env, monkeypatch):
+    from datetime import timedelta
+    from sqlalchemy import update
+    from services.store.models import Job, utcnow
+    from services.worker.sweeper import sweep
+    service_env(REDELIVER_QUEUED_AFTER_SECONDS=600)
+    job_id = submit()
+    with session_scope() as session:  # its message was lost an hour ago
+        session.execute(update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(hours=1)))
+        session.commit()
+
+    def broker_down(job_id):
+        raise ConnectionError("broker down")
+    monkeypatch.setattr(queue, "send", broker_down)
+    with pytest.raises(ConnectionError):
+        sweep()
+    monkeypatch.setattr(queue, "send", worker.sent.append)
+    assert sweep() == [job_id] and worker.sent == [job_id]
+
+
 def test_results_are_saved_whole_when_the_database_comes_back(worker, monkeypatch):
     from sqlalchemy.exc import OperationalError
     real_finish, calls = jobs.finish_job, []
