@@ -60,8 +60,10 @@ def _train_and_save(job_id, token: str, settings) -> str:
         return _fail(job_id, token, f"{type(e).__name__}: {e}", progress)
     status = "cancelled" if result.stopped_early and progress.cancel_requested else "succeeded"
     points = progress.take_pending()  # once: every retry of the final write must carry them
+    # Parameters and graph are a succeeded job's results; a cancelled one keeps only its history.
+    params, svg = (json.dumps(result.params), result.graph_svg) if status == "succeeded" else (None, None)
     _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
-                                             result.metrics, json.dumps(result.params), result.graph_svg))
+                                                  result.metrics, params, svg))
     return status
 
 

@@ -108,6 +108,8 @@ def test_cancelling_a_running_job_stops_it_and_keeps_its_history(worker):
     steps = [step for step, _ in history(job_id)]
     assert steps == list(range(len(steps))) and 0 < len(steps) < 1_000_000
     assert job.progress_step == len(steps)
+    with session_scope() as session:  # results are a succeeded job's: /params is 404 until success
+        assert jobs.get_artifact(session, job_id, "params") is None
 
 
 def test_a_job_over_its_time_limit_fails_and_keeps_its_history(worker):
