@@ -36,9 +36,11 @@ def create_app() -> FastAPI:
     app.add_exception_handler(HTTPException, allow_every_method_of_the_path)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
 
+    page_html = PAGE.read_text()  # once, not on every request
+
     @app.get("/", include_in_schema=False)
     def page():
-        return HTMLResponse(PAGE.read_text(), headers=PAGE_HEADERS)
+        return HTMLResponse(page_html, headers=PAGE_HEADERS)
 
     if not settings.AUTH_REQUIRED:
         log.warning("API keys are not required: requests without a key act as owner 'local'")
