@@ -250,9 +250,19 @@ def run_spec(spec, callback=None):
                    spec.steps, spec.batch_size, spec.l2, spec.seed, spec.engine, callback,
                    spec.record.loss_every, validation=(val_xs, val_ys))
     if spec.record.graph_svg:
-        from core.graph import render_svg, training_graph
-        result.graph_svg = render_svg(training_graph(model, spec.loss, train_xs, train_ys, spec.l2))
+        result.graph_svg = _graph_svg(model, spec, train_xs, train_ys)
     return result
+
+
+def _graph_svg(model, spec, xs, ys):
+    """The SVG of the trained model's graph, or None without Graphviz: the
+    training itself is not lost for want of a picture."""
+    from core.graph import GraphvizMissing, render_svg, training_graph
+    try:
+        return render_svg(training_graph(model, spec.loss, xs, ys, spec.l2))
+    except GraphvizMissing as e:
+        log.warning("no graph SVG for this job: %s", e)
+        return None
 
 
 def _spec_data(spec):

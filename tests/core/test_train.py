@@ -148,6 +148,14 @@ def test_after_training_the_parameters_hold_the_training_samples_gradients():
     assert held == [p.grad for p in model.parameters()]
 
 
+def test_without_graphviz_a_job_still_trains_and_only_its_graph_is_missing(monkeypatch, caplog):
+    monkeypatch.setenv("PATH", "")  # no `dot` to run
+    with caplog.at_level(logging.WARNING, logger="core.train"):
+        result = run_spec(JobSpec(steps=2))
+    assert result.graph_svg is None and len(result.history) == 2
+    assert "Graphviz" in caplog.text
+
+
 def test_a_regression_has_no_accuracy():
     xs = [[x / 10] for x in range(10)]
     result = train(MLP(1, [4, 1], seed=0), xs, [x[0] ** 2 for x in xs], "mse", steps=3, engine="interpreted")
