@@ -93,7 +93,8 @@ def training_graph(model, loss_name, xs, ys, l2=0.0, max_values=MAX_VALUES):
     max_values: the whole batch's loss graph, else one sample's, else the
     network itself. The loss graphs show the gradients at the model's current
     parameters; the network view shows the gradients the parameters hold (after
-    train(): those at the final parameters over the training samples)."""
+    train(): those at the final parameters over the training samples, or
+    their last mini-batch)."""
     sample_loss = _loss_graph(model, loss_name, xs[:1], ys[:1], 0.0)
     shared = len(model.parameters())  # in every sample's graph, but drawn once
     per_sample = len(topological_order(sample_loss)) - shared

@@ -163,7 +163,9 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
         if callback is not None and callback(record) is False:
             stopped_early = True
             break
-    metrics = _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_done)
+    evaluate = _in_chunks(loss_and_grads, min(batch_size or len(xs), len(xs)), LOSSES[loss][1] == "mean",
+                          penalty=lambda: l2 * sum(p.data * p.data for p in model.parameters()))
+    metrics = _final_metrics(evaluate, score, xs, ys, validation, last_loss, steps_done)
     return TrainResult(history, model.to_json(), metrics, None, stopped_early, engine_used)
 
 
@@ -181,7 +183,8 @@ def _guarded_step(loss_and_grads, xs, ys, step, history):
 def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_done):
     """Training accuracy and validation loss/accuracy at the final parameters.
     The training samples go last, so the parameters are left holding their
-    gradients at the final parameters (what the per-neuron graph view shows)."""
+    gradients at the final parameters (what the per-neuron graph view shows;
+    of the last batch_size samples when training used mini-batches)."""
     metrics = {"final_loss": last_loss, "accuracy": None,
                "val_loss": None, "val_accuracy": None, "steps_done": steps_done}
     if validation is not None and len(validation[0]) > 0:
@@ -193,6 +196,24 @@ def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_d
     if score is not None and outputs is not None:
         metrics["accuracy"] = score(outputs, ys)
     return metrics
+
+
+def _in_chunks(loss_and_grads, chunk, mean, penalty):
+    """loss_and_grads over any number of samples, at most `chunk` (a training
+    step's batch) at a time: a job training on mini-batches may have far more
+    samples than one graph can hold. The chunks' losses combine into the whole
+    set's; each includes the L2 term, penalty(), once."""
+    def evaluate(xs, ys):
+        if len(xs) <= chunk:
+            return loss_and_grads(xs, ys)
+        l2_term = penalty()
+        total, outputs = l2_term, []
+        for start in range(0, len(xs), chunk):
+            part, part_outputs = loss_and_grads(xs[start:start + chunk], ys[start:start + chunk])
+            total += (part - l2_term) * (len(part_outputs) / len(xs) if mean else 1.0)
+            outputs += part_outputs
+        return total, outputs
+    return evaluate
 
 
 def _evaluate(loss_and_grads, xs, ys):

@@ -156,6 +156,27 @@ def test_without_graphviz_a_job_still_trains_and_only_its_graph_is_missing(monke
     assert "Graphviz" in caplog.text
 
 
+@pytest.mark.parametrize("loss", ["mse", "sse"])
+def test_the_final_evaluation_is_never_bigger_than_a_training_step(monkeypatch, loss):
+    """A job may train on mini-batches of far more samples than one graph could hold:
+    the final metrics run in chunks of batch_size, and still measure the whole set."""
+    xs, ys = generate("moons", n_samples=40, noise=0.1, seed=0)
+    ys = [1.0 if y else -1.0 for y in ys]
+    sizes = []
+
+    def spy(*args):
+        sizes.append(len(args[3]))
+        return interpreted_loss_and_grads(*args)
+    monkeypatch.setattr("core.train.interpreted_loss_and_grads", spy)
+    model = MLP(2, [4, 1], seed=0)
+    metrics = train(model, xs[:10], ys[:10], loss, steps=3, batch_size=3, l2=0.01, engine="interpreted",
+                    validation=(xs[10:], ys[10:])).metrics
+    assert max(sizes) == 3
+    val_loss, val_outputs = interpreted_loss_and_grads(model, loss, 0.01, xs[10:], ys[10:])
+    assert metrics["val_loss"] == pytest.approx(val_loss, rel=1e-12)
+    assert metrics["val_accuracy"] == sum((o > 0) == (y > 0) for o, y in zip(val_outputs, ys[10:])) / 30
+
+
 def test_a_regression_has_no_accuracy():
     xs = [[x / 10] for x in range(10)]
     result = train(MLP(1, [4, 1], seed=0), xs, [x[0] ** 2 for x in xs], "mse", steps=3, engine="interpreted")
