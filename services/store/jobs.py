@@ -214,6 +214,18 @@ def forget_sends(session: Session, job_ids: list) -> None:
         session.commit()
 
 
+def cancel_abandoned_jobs(session: Session, stale_after: float) -> list[uuid.UUID]:
+    """Running jobs asked to cancel whose worker stopped beating: cancelled now (history kept), not run again."""
+    now = utcnow()
+    cancelled = list(session.scalars(
+        _update_jobs().where(Job.status == "running", Job.cancel_requested.is_(True),
+                             Job.heartbeat_at < now - timedelta(seconds=stale_after))
+        .values(status="cancelled", finished_at=now, heartbeat_at=None, claim_token=None)
+        .returning(Job.id)))
+    session.commit()
+    return cancelled
+
+
 def fail_exhausted_jobs(session: Session, stale_after: float, max_attempts: int) -> list[uuid.UUID]:
     """Running jobs whose worker died on their last allowed attempt: failed, so crash loops end."""
     now = utcnow()

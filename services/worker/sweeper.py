@@ -1,9 +1,10 @@
 """The sweeper: the job table, not the broker, guarantees every job reaches a final state.
 
 It sends again the jobs that are queued but were not delivered (the message was lost, or never
-sent), and the running jobs whose heartbeat went stale (their worker died); a job that used up
-its attempts is failed instead, so crash loops end. Every worker runs one; several at once are
-harmless, since each redelivery is taken atomically and a duplicate delivery is refused by the claim."""
+sent), and the running jobs whose heartbeat went stale (their worker died); of these, one asked
+to cancel is cancelled instead, and one that used up its attempts is failed, so crash loops end.
+Every worker runs one; several at once are harmless, since each redelivery is taken atomically
+and a duplicate delivery is refused by the claim."""
 import logging
 import threading
 import time
@@ -20,6 +21,8 @@ def sweep() -> list:
     """One pass; returns the ids it sent again."""
     settings = get_settings()
     with session_scope() as session:
+        for job_id in jobs.cancel_abandoned_jobs(session, settings.STALE_AFTER_SECONDS):
+            log.info("job %s cancelled: its worker died after the cancel was asked", job_id)
         for job_id in jobs.fail_exhausted_jobs(session, settings.STALE_AFTER_SECONDS, settings.MAX_ATTEMPTS):
             log.warning("job %s failed: its worker crashed on every attempt", job_id)
         resend = jobs.take_jobs_to_redeliver(session, settings.STALE_AFTER_SECONDS,

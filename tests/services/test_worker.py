@@ -188,6 +188,20 @@ def test_the_sweeper_resends_stale_jobs_and_ends_crash_loops(worker, service_env
     assert worker.run_job(str(crashed)) == "succeeded" and load(crashed).attempts == 2
 
 
+def test_a_job_cancelled_after_its_worker_died_is_cancelled_not_run_again(worker, service_env):
+    from services.worker.sweeper import sweep
+    service_env(STALE_AFTER_SECONDS=0, MAX_ATTEMPTS=1)
+    job_id = submit()
+    with session_scope() as session:
+        token = jobs.claim_job(session, job_id, stale_after=60, max_attempts=1)
+        jobs.record_progress(session, job_id, token, [jobs.Point(0, 0.5)], steps_done=1, latest_loss=0.5)
+        jobs.cancel_job(session, job_id)  # then its worker dies, on its last attempt
+    assert sweep() == [] and worker.sent == []
+    job = load(job_id)
+    assert (job.status, job.error, job.attempts) == ("cancelled", None, 1)
+    assert history(job_id) == [(0, 0.5)]
+
+
 def test_a_job_the_sweeper_could_not_send_is_sent_by_the_next_sweep(worker, service_env, monkeypatch):
     from datetime import timedelta
     from sqlalchemy import update
