@@ -133,9 +133,16 @@ class JobSpec(StrictModel):
             raise ValueError(f"loss {self.loss} needs one output neuron, the last layer has {outputs}")
         if isinstance(self.data, GeneratedData):
             self._outputs_fit_the_classes(outputs, self.data.class_count())
-        elif self.loss == "softmax_ce" and outputs < 2:  # inline data's classes are only known at run time
-            raise ValueError(f"softmax_ce needs one output per class (at least 2), the last layer has {outputs}")
+        else:
+            self._inline_targets_fit(outputs)
         return self
+
+    def _inline_targets_fit(self, outputs):
+        """Inline targets must be what the loss can read (the run would fail on its first step)."""
+        if self.loss == "softmax_ce" and outputs < 2:
+            raise ValueError(f"softmax_ce needs one output per class (at least 2), the last layer has {outputs}")
+        from core.train import encode_targets  # (it imports the compiled engine's NumPy: only when needed)
+        encode_targets(self.loss, self.data.ys, outputs, labels_are_classes=False)
 
     def _outputs_fit_the_classes(self, outputs, classes):
         if self.loss == "softmax_ce" and outputs != classes:
