@@ -66,12 +66,10 @@ def trace_sample(model, loss_name, n_inputs):
 
 
 def nodes_of(roots):
-    """Every node reachable from the roots, children before parents."""
-    seen = {}
-    for root in roots:
-        for node in topological_order(root):
-            seen.setdefault(id(node), node)
-    return list(seen.values())
+    """Every node reachable from the roots, children before parents: one walk
+    from a stand-in parent of all the roots (one walk per root would revisit the
+    loss's whole graph for each output)."""
+    return topological_order(Value(0.0, tuple(roots)))[:-1]
 
 
 # -- recognising neurons -------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.compile import CannotCompile, compile_loss
-from core.engine import Value, as_value
+from core.engine import Value, as_value, topological_order
 from core.nn import ACTIVATIONS, MLP
 from core.train import interpreted_loss_and_grads
 
@@ -286,3 +286,18 @@ def test_a_nan_through_relu_stays_nan_as_in_the_interpreted_engine():
     expected_loss, _ = interpreted_loss_and_grads(model, "sse", 0.0, xs, ys)
     loss, _ = compile_loss(model, "sse", 0.0, 2).loss_and_grads(xs, ys)
     assert np.isnan(expected_loss) and np.isnan(loss)
+
+
+def test_tracing_walks_the_graph_once_however_many_outputs(monkeypatch):
+    """The outputs lie inside the loss's graph: walking it again from each of them cost
+    O(outputs x nodes) (a 256-wide softmax model took ~25 s to trace)."""
+    import core.compile_trace
+    walked = []
+
+    def spy(root):
+        order = topological_order(root)
+        walked.append(len(order))
+        return order
+    monkeypatch.setattr(core.compile_trace, "topological_order", spy)
+    trace = core.compile_trace.trace_sample(MLP(2, [8, 8], seed=0), "softmax_ce", 2)
+    assert sum(walked) <= len(trace.nodes) + 1
