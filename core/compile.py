@@ -81,7 +81,9 @@ class CompiledLoss:
         for step in program.steps:
             step.forward(frame)
         scale = 1.0 / n if self.mean else 1.0
-        loss = float(values[program.term_row].sum()) * scale + float(params @ params) * self.l2
+        loss = float(values[program.term_row].sum()) * scale
+        if self.l2:  # (as the interpreted engine: no penalty at all, not 0 * an overflowed p @ p = NaN)
+            loss += float(params @ params) * self.l2
 
         grads.fill(0.0)
         grads[program.term_row] = scale

@@ -301,3 +301,13 @@ def test_tracing_walks_the_graph_once_however_many_outputs(monkeypatch):
     monkeypatch.setattr(core.compile_trace, "topological_order", spy)
     trace = core.compile_trace.trace_sample(MLP(2, [8, 8], seed=0), "softmax_ce", 2)
     assert sum(walked) <= len(trace.nodes) + 1
+
+
+def test_without_l2_huge_parameters_do_not_send_the_batch_to_the_interpreted_engine(caplog):
+    """l2 = 0 adds no penalty at all: 0 * (p @ p) must not become NaN when p @ p overflows."""
+    model = MLP(1, [1], seed=0)
+    model.layers[0].neurons[0].w[0].data = 1e160  # tanh saturates: a finite loss and gradients
+    with caplog.at_level("INFO", logger="core.compile"):
+        loss, _ = compile_loss(model, "sse", 0.0, 1).loss_and_grads([[1.0]], [0.0])
+    assert loss == interpreted_loss_and_grads(model, "sse", 0.0, [[1.0]], [0.0])[0]
+    assert "interpreted engine" not in caplog.text
