@@ -61,9 +61,16 @@ def show(data):
     print(json.dumps(data, indent=2))
 
 
+def read_spec(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"cannot read a job spec from {path}: {e}")
+
+
 def submit(args):
-    with open(args.file) as f:
-        spec = json.load(f)
+    spec = read_spec(args.file)
     created = call(args, "POST", "/jobs", json=spec)
     if not args.wait:
         return show(created)

@@ -56,3 +56,11 @@ def test_errors_are_reported_with_the_servers_message(server, capsys):
         run(capsys, "list", "--url", server, "--key", "mgs_wrong")
     with pytest.raises(SystemExit, match="cannot reach"):
         run(capsys, "list", "--url", "http://127.0.0.1:9", "--key", "x")
+
+
+def test_a_spec_file_that_is_missing_or_not_json_is_a_message_not_a_traceback(capsys, tmp_path):
+    not_json = tmp_path / "spec.json"
+    not_json.write_text("{steps: 2")
+    for path in (not_json, tmp_path / "missing.json"):
+        with pytest.raises(SystemExit, match=f"cannot read a job spec from {path}"):
+            run(capsys, "submit", str(path), "--url", "http://127.0.0.1:9")
