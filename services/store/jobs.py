@@ -125,11 +125,13 @@ def mark_enqueued(session: Session, job_id) -> None:
 
 def claim_job(session: Session, job_id, stale_after: float, max_attempts: int) -> Optional[str]:
     """Atomically take a queued job, or a running one whose worker stopped beating. Returns the claim token,
-    or None when the job is not claimable (already taken, final, cancelled, or out of attempts)."""
+    or None when the job is not claimable (already taken, final, cancelled or asked to cancel, or out of
+    attempts; the sweeper cancels a dead worker's job that was asked to cancel)."""
     now = utcnow()
     token = secrets.token_hex(16)
-    claimable = or_(and_(Job.status == "queued", Job.cancel_requested.is_(False)),
-                    and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=stale_after)))
+    claimable = and_(Job.cancel_requested.is_(False),
+                     or_(Job.status == "queued",
+                         and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=stale_after))))
     result = session.execute(
         _update_jobs().where(Job.id == _as_uuid(job_id), Job.attempts < max_attempts, claimable)
         .values(status="running", attempts=Job.attempts + 1, claim_token=token, heartbeat_at=now,

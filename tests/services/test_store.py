@@ -174,6 +174,7 @@ def test_cancelling_a_running_job_asks_the_worker_to_stop(session):
     job = new_job(session)
     token = claim(session, job)
     assert jobs.cancel_job(session, job.id).status == "running"
+    assert claim(session, job, stale_after=STALE_NOW) is None  # were its worker dead, it is not run again
     assert jobs.record_progress(session, job.id, token, [], 1, 1.0) is True
     jobs.finish_job(session, job.id, token, "cancelled", [], 1, {"final_loss": 1.0}, None, None)
     assert jobs.cancel_job(session, job.id).status == "cancelled"
