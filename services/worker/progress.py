@@ -29,13 +29,16 @@ class Progress:
         self.cancel_requested = False
         self._last_flush = time.monotonic()
         self._database_down = False  # then retry every FLUSH_SECONDS, not on every step
+        self._last_unrecorded = None  # the latest step, when loss_every skipped it
 
     def __call__(self, record) -> bool:
         """Called after every training step; returning False stops training."""
         self.steps_done = record.step + 1
         self.latest_loss = record.loss
+        point = jobs.Point(record.step, record.loss, record.accuracy, record.lr)
         if record.recorded:
-            self.pending.append(jobs.Point(record.step, record.loss, record.accuracy, record.lr))
+            self.pending.append(point)
+        self._last_unrecorded = None if record.recorded else point
         now = time.monotonic()
         if now > self.deadline:
             raise TimeLimitExceeded(f"time limit exceeded ({self.time_limit_seconds:g} s) "
@@ -62,5 +65,10 @@ class Progress:
         self.pending = []
 
     def take_pending(self) -> list[jobs.Point]:
+        """The points not yet written, for the final write; a job that stops early (cancelled, time
+        limit) keeps its last step even when loss_every would have skipped it."""
+        if self._last_unrecorded is not None:
+            self.pending.append(self._last_unrecorded)
+            self._last_unrecorded = None
         points, self.pending = self.pending, []
         return points

@@ -24,3 +24,12 @@ def test_a_full_batch_with_the_database_down_retries_on_the_clock_not_every_step
         assert callback(StepRecord(step, 1.0, 0.1, None, True)) is True
     assert len(attempts) == 1  # the first full batch tried once; later steps wait for the clock
     assert len(callback.take_pending()) == 3 * progress.FLUSH_POINTS  # nothing dropped
+
+
+def test_a_job_that_stops_early_keeps_its_last_step_even_when_loss_every_skipped_it(monkeypatch):
+    monkeypatch.setattr(progress, "FLUSH_SECONDS", 3600)
+    callback = progress.Progress("job", "token", time_limit_seconds=3600)
+    for step in range(6):  # loss_every=2: steps 0, 2, 4 are recorded; the run stops after step 5
+        callback(StepRecord(step, float(step), 0.1, None, step % 2 == 0))
+    assert [p.step for p in callback.take_pending()] == [0, 2, 4, 5]
+    assert callback.take_pending() == []
