@@ -1,6 +1,7 @@
 """/jobs: submit, list, inspect, cancel, and read what a job produced."""
 import json
 import logging
+import math
 import uuid
 from typing import Annotated, Optional
 
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from core.nn import MLP
 from core.spec import JobSpec
+from core.train import predict as core_predict
 from services import queue
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
@@ -153,7 +155,8 @@ def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: Own
     job = find_job(session, job_id, owner)
     if job.status != "succeeded":
         raise HTTPException(409, f"job {job_id} is {job.status}; predictions need a succeeded job")
-    model = MLP.from_json(json.loads(job_store.get_artifact(session, job_id, "params")))
+    params = json.loads(job_store.get_artifact(session, job_id, "params"))
+    model = MLP.from_json(params)
     too_many = predict_limit_errors(body.xs, model, settings)
     if too_many:
         raise RequestValidationError(too_many)
@@ -161,22 +164,13 @@ def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: Own
               "type": "value_error", "input": x} for i, x in enumerate(body.xs) if len(x) != model.nin]
     if wrong:
         raise RequestValidationError(wrong)
-    ys = [model_output(model, x) for x in body.xs]
-    if any(y is None for y in ys):
+    try:
+        ys = core_predict(params, body.xs)
+    except (OverflowError, ValueError):
+        ys = [math.nan]
+    if not all(math.isfinite(v) for y in ys for v in (y if isinstance(y, list) else [y])):
         raise HTTPException(422, "the model's output is not finite for these inputs")
     return PredictResponse(ys=ys)
-
-
-def model_output(model, x):
-    """A float (one output neuron) or a list of floats; None if any output is not finite."""
-    try:
-        out = model(x)
-    except (OverflowError, ValueError):
-        return None
-    values = [finite_or_none(v.data) for v in out] if isinstance(out, list) else finite_or_none(out.data)
-    if values is None or (isinstance(values, list) and None in values):
-        return None
-    return values
 
 
 def summary(job):
