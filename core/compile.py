@@ -13,6 +13,7 @@ import numpy as np
 from core.compile_steps import Frame, Unreplayable
 from core.compile_trace import CLASS_INDEX_LOSSES, CannotCompile, plan, trace_sample
 from core.losses import LOSSES
+from core.step import interpreted_loss_and_grads
 
 __all__ = ["CannotCompile", "CompiledLoss", "compile_loss"]
 
@@ -62,7 +63,6 @@ class CompiledLoss:
                 raise Unreplayable("the loss or a gradient is not finite")
         except Unreplayable as reason:
             log.info("this batch runs on the interpreted engine: %s", reason)
-            from core.train import interpreted_loss_and_grads  # core.train imports this module
             return interpreted_loss_and_grads(self.model, self.loss_name, self.l2, xs, ys)
         for p, g in zip(self.parameters, grads.tolist()):
             p.grad = g

@@ -3,17 +3,16 @@
 train() works on any model and data; run_spec() builds everything from a
 JobSpec first. Both engines (interpreted Values, or core.compile's tape)
 produce the same history format."""
-import gc
 import logging
 import math
 import random
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
 import core.compile
+from core.step import cycle_collector_paused, interpreted_loss_and_grads, output_data
 from core.data import generate, train_validation_split
-from core.losses import LOSSES, batch_loss, l2_penalty
+from core.losses import LOSSES
 from core.nn import MLP
 from core.optim import SGD, Adam, make_schedule
 
@@ -50,24 +49,6 @@ class TrainingDiverged(Exception):
         return type(self), (self.step, self.history, self.reason)
 
 
-# -- one step's loss and gradients --------------------------------------------
-
-def interpreted_loss_and_grads(model, loss_name, l2, xs, ys):
-    """Set every p.grad to d(batch loss incl. L2)/dp; return (loss, outputs)."""
-    with _cycle_collector_paused():
-        outputs = [model(x) for x in xs]
-        loss = batch_loss(loss_name, outputs, ys)
-        if l2:
-            loss = loss + l2_penalty(model.parameters(), l2)
-        model.zero_grad()  # always, so the seed's accumulating-gradient bug cannot come back
-        loss.backward()
-        return loss.data, [_data(out) for out in outputs]
-
-
-def _data(output):
-    return [o.data for o in output] if isinstance(output, list) else output.data
-
-
 def _loss_function(engine, model, loss_name, l2, n_inputs):
     """(loss_and_grads(xs, ys), name of the engine that will run)."""
     def interpreted(xs, ys):
@@ -83,20 +64,6 @@ def _loss_function(engine, model, loss_name, l2, n_inputs):
         log.warning("cannot compile this model (%s); using the interpreted engine", e)
         return interpreted, "interpreted"
     return compiled.loss_and_grads, "compiled"
-
-
-@contextmanager
-def _cycle_collector_paused():
-    """A step allocates ~100k nodes that refcounting frees (a graph has no
-    cycles); the cycle collector would scan them over and over, finding
-    nothing, and cost ~40% of the step (far more for million-node steps)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # -- accuracy -----------------------------------------------------------------
@@ -252,8 +219,8 @@ def predict(params, xs):
     """Outputs of the MLP exported as `params` (MLP.to_json()): a float per
     sample for one output, else a list of floats per sample."""
     model = MLP.from_json(params)
-    with _cycle_collector_paused():
-        return [_data(model(x)) for x in _plain_lists(xs)]
+    with cycle_collector_paused():
+        return [output_data(model(x)) for x in _plain_lists(xs)]
 
 
 # -- from a JobSpec -----------------------------------------------------------
