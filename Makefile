@@ -8,9 +8,10 @@ TESTDEPS := $(VENV)/.test-installed
 
 .PHONY: run test bench install clean
 
-$(RUNTIME): requirements.txt
+$(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .  # the `mgs` command in .venv/bin
 	touch $@
 
 $(TESTDEPS): $(RUNTIME) requirements-test.txt
@@ -29,4 +30,4 @@ bench: $(TESTDEPS)
 	$(PY) benchmarks/engine.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var *.egg-info

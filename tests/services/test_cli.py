@@ -1,10 +1,25 @@
-"""The command line: key management against the database, user commands over real HTTP."""
+"""The command line, `mgs`: key management against the database, every user command over real HTTP against
+the real API on a real port. Output and exit codes are checked; a few runs go through a real subprocess
+(`python -m services.cli`) to see what a terminal sees: the live progress bar, completion, no tracebacks."""
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from core.nn import MLP
 from services import cli, queue
-from tests.services.conftest import finish_job
+from services.cli.common import API_ERROR, JOB_FAILED, UNREACHABLE, USAGE
+from services.store import db, jobs as job_store
+from tests.services.conftest import REPO, finish_job
+
+STEPS = 4
 
 
 @pytest.fixture
@@ -14,53 +29,193 @@ def server(make_client, serve, monkeypatch):
     return serve(make_client(AUTH_REQUIRED="true").app)
 
 
-def run(capsys, *argv):
-    cli.main(list(argv))
-    return capsys.readouterr().out
+@pytest.fixture
+def key(server, capsys):
+    return mgs(capsys, "keys", "create", "--owner", "bob").out.strip()
+
+
+class Run:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+
+def mgs(capsys, *argv, code=0):
+    """Runs the CLI in this process; checks its exit code."""
+    try:
+        cli.main([str(arg) for arg in argv])
+        exit_code = 0
+    except SystemExit as e:
+        exit_code = e.code
+    printed = capsys.readouterr()
+    assert exit_code == code, (exit_code, printed.out, printed.err)
+    return Run(exit_code, printed.out, printed.err)
+
+
+def mgs_process(*argv, env=None, timeout=60):
+    """Runs the CLI as the console script would, in its own process."""
+    return subprocess.run([sys.executable, "-m", "services.cli", *map(str, argv)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def spec_file(tmp_path, **spec):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"steps": STEPS, **spec}))
+    return path
 
 
 def test_keys_create_list_revoke(service_env, capsys):
-    cli.main(["keys", "create", "--owner", "alice", "--name", "laptop"])
-    printed = capsys.readouterr()
-    key = printed.out.strip()
-    assert key.startswith("mgs_") and "shown once" in printed.err
-    listed = run(capsys, "keys", "list").splitlines()
-    assert len(listed) == 1
-    key_id, owner, name, _, state = listed[0].split("\t")
-    assert (owner, name, state) == ("alice", "laptop", "active")
-    assert key not in listed[0]  # the key itself is never shown again
+    created = mgs(capsys, "keys", "create", "--owner", "alice", "--name", "laptop")
+    key = created.out.strip()
+    assert key.startswith("mgs_") and "shown once" in created.err
+    [listed] = json.loads(mgs(capsys, "keys", "list", "--json").out)
+    assert (listed["owner"], listed["name"], listed["revoked_at"]) == ("alice", "laptop", None)
+    table = mgs(capsys, "keys", "list").out
+    assert "alice" in table and "laptop" in table and "active" in table
+    assert key not in table  # the key itself is never shown again
 
-    run(capsys, "keys", "revoke", key_id)
-    assert run(capsys, "keys", "list").split("\t")[-1].startswith("revoked")
-    with pytest.raises(SystemExit, match="no active key"):
-        run(capsys, "keys", "revoke", key_id)
+    mgs(capsys, "keys", "revoke", listed["id"])
+    assert json.loads(mgs(capsys, "keys", "list", "--json").out)[0]["revoked_at"]
+    assert "revoked" in mgs(capsys, "keys", "list").out
+    refused = mgs(capsys, "keys", "revoke", listed["id"], code=USAGE)
+    assert refused.err == f"mgs: no active key with id {listed['id']}\n"
 
 
-def test_user_commands_over_http(server, capsys, tmp_path, monkeypatch):
-    key = run(capsys, "keys", "create", "--owner", "bob").strip()
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"steps": 2}))
-
-    job = json.loads(run(capsys, "submit", str(spec), "--wait", "--url", server, "--key", key))
-    assert job["status"] == "succeeded"
-
+def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
-    assert json.loads(run(capsys, "status", job["id"], "--url", server))["id"] == job["id"]
-    assert run(capsys, "list", "--url", server).split("\t")[:2] == [job["id"], "succeeded"]
-    assert run(capsys, "loss", job["id"], "--url", server).splitlines() == ["0\t0.5", "1\t0.25"]
-    assert json.loads(run(capsys, "cancel", job["id"], "--url", server))["status"] == "succeeded"
+    job_id = mgs(capsys, "submit", spec_file(tmp_path)).out.strip()
+    assert json.loads(mgs(capsys, "show", job_id, "--json").out)["status"] == "succeeded"
+
+    shown = mgs(capsys, "show", job_id).out
+    for text in (job_id, "succeeded", f"step 2 of {STEPS}", "final loss", "0.25", "attempts"):
+        assert text in shown
+    assert json.loads(mgs(capsys, "status", job_id, "--json").out)["id"] == job_id  # the old name still works
+
+    page = json.loads(mgs(capsys, "list", "--json").out)
+    assert [job["id"] for job in page["items"]] == [job_id]
+    listed = mgs(capsys, "list", "--status", "succeeded").out
+    assert job_id in listed and "succeeded" in listed and "0.25" in listed
+    assert job_id not in mgs(capsys, "list", "--status", "failed").out
+
+    history = json.loads(mgs(capsys, "loss", job_id, "--json").out)
+    assert [(p["step"], p["loss"]) for p in history["points"]] == [(0, 0.5), (1, 0.25)]
+    rows = [line.split() for line in mgs(capsys, "loss", job_id).out.splitlines()]
+    assert ["0", "0.5"] == rows[-2][:2] and ["1", "0.25"] == rows[-1][:2]
+
+    params = json.loads(mgs(capsys, "params", job_id).out)
+    assert MLP.from_json(params).nin == 3
+    mgs(capsys, "params", job_id, "-o", tmp_path / "params.json")
+    assert json.loads((tmp_path / "params.json").read_text()) == params
+
+    expected = MLP.from_json(params)([2.0, 3.0, -1.0]).data
+    ys = json.loads(mgs(capsys, "predict", job_id, "--xs", "[[2.0, 3.0, -1.0]]", "--json").out)["ys"]
+    assert ys == [pytest.approx(expected)]
+    (tmp_path / "xs.json").write_text(json.dumps({"xs": [[2.0, 3.0, -1.0], [0, 0, 0]]}))
+    predicted = mgs(capsys, "predict", job_id, "--file", tmp_path / "xs.json").out
+    assert f"{expected:.6g}" in predicted and "2, 3, -1" in predicted
+
+    written = mgs(capsys, "graph", job_id, "-o", tmp_path / "g.svg")
+    assert (tmp_path / "g.svg").read_text().startswith("<svg") and "g.svg" in written.err
+    monkeypatch.chdir(tmp_path)
+    mgs(capsys, "graph", job_id)
+    assert (tmp_path / f"{job_id}.svg").exists()
+    unwritable = mgs(capsys, "graph", job_id, "-o", tmp_path / "no" / "such" / "dir.svg", code=USAGE)
+    assert unwritable.err.startswith(f"mgs: cannot write the graph to {tmp_path}/no/such/dir.svg")
+
+    assert mgs(capsys, "cancel", job_id).out.strip() == f"{job_id}: succeeded"
+    assert json.loads(mgs(capsys, "cancel", job_id, "--json").out)["status"] == "succeeded"
 
 
-def test_errors_are_reported_with_the_servers_message(server, capsys):
-    with pytest.raises(SystemExit, match="401"):
-        run(capsys, "list", "--url", server, "--key", "mgs_wrong")
-    with pytest.raises(SystemExit, match="cannot reach"):
-        run(capsys, "list", "--url", "http://127.0.0.1:9", "--key", "x")
+def test_submit_wait_prints_the_finished_job_and_exits_3_when_it_did_not_succeed(server, key, capsys, tmp_path,
+                                                                              monkeypatch):
+    spec = spec_file(tmp_path)
+    job = json.loads(mgs(capsys, "submit", spec, "--wait", "--json", "--url", server, "--key", key).out)
+    assert job["status"] == "succeeded" and job["metrics"]["final_loss"] == 0.25
+    assert "succeeded" in mgs(capsys, "submit", spec, "--wait", "--url", server, "--key", key).out
+
+    def fail(job_id):
+        with db.session_scope() as session:
+            token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+            job_store.fail_job(session, job_id, token, "ValueError: the loss diverged")
+    monkeypatch.setattr(queue, "enqueue", fail)
+    failed = mgs(capsys, "submit", spec, "--wait", "--url", server, "--key", key, code=JOB_FAILED)
+    assert "failed" in failed.out and "the loss diverged" in failed.out
 
 
-def test_a_spec_file_that_is_missing_or_not_json_is_a_message_not_a_traceback(capsys, tmp_path):
-    not_json = tmp_path / "spec.json"
+def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, monkeypatch):
+    """A worker that takes a while: the bar (forced live, as on a terminal) shows each step of the total,
+    the loss and an ETA as the API reports them, then the finished job."""
+    workers = []
+
+    def slow_worker(job_id):
+        def work():
+            with db.session_scope() as session:
+                token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+                for step in range(STEPS):
+                    time.sleep(0.6)
+                    job_store.record_progress(session, job_id, token, [job_store.Point(step, 1 / (step + 1), 0.1)],
+                                              steps_done=step + 1, latest_loss=1 / (step + 1))
+                job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=STEPS,
+                                     metrics={"final_loss": 1 / STEPS, "steps_done": STEPS}, params_json=None,
+                                     graph_svg=None)
+        workers.append(threading.Thread(target=work))
+        workers[-1].start()
+    monkeypatch.setattr(queue, "enqueue", slow_worker)
+
+    run = mgs_process("submit", spec_file(tmp_path), "--wait", "--poll", "0.1", "--url", server, "--key", key,
+                      env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1", "COLUMNS": "120"})
+    workers[0].join()
+    assert run.returncode == 0, run.stderr
+    for step, loss in [(1, "1"), (2, "0.5"), (3, "0.333333"), (4, "0.25")]:
+        assert f"{step}/{STEPS} loss {loss}" in run.stderr
+    assert "running" in run.stderr and "succeeded" in run.stderr and "ETA" in run.stderr
+    assert "succeeded" in run.stdout and "step 4 of 4" in run.stdout
+
+
+def test_failures_are_one_line_with_documented_exit_codes(server, key, capsys, tmp_path):
+    refused = mgs(capsys, "list", "--url", server, "--key", "mgs_wrong", code=API_ERROR)
+    assert refused.err.startswith("mgs: 401 from GET /jobs:") and refused.err.count("\n") == 1
+    missing = mgs(capsys, "show", "00000000-0000-0000-0000-000000000000", "--url", server, "--key", key,
+                  code=API_ERROR)
+    assert "404" in missing.err and "no job" in missing.err
+    invalid = mgs(capsys, "submit", spec_file(tmp_path, steps=0), "--url", server, "--key", key, code=API_ERROR)
+    assert "422" in invalid.err and "body.steps" in invalid.err
+    assert "cannot reach" in mgs(capsys, "list", "--url", "http://127.0.0.1:9", code=UNREACHABLE).err
+    assert "bad --url" in mgs(capsys, "list", "--url", "nonsense://x", code=USAGE).err
+
+    not_json = tmp_path / "bad.json"
     not_json.write_text("{steps: 2")
     for path in (not_json, tmp_path / "missing.json"):
-        with pytest.raises(SystemExit, match=f"cannot read a job spec from {path}"):
-            run(capsys, "submit", str(path), "--url", "http://127.0.0.1:9")
+        failed = mgs(capsys, "submit", path, "--url", server, code=USAGE)
+        assert failed.err.startswith(f"mgs: cannot read a job spec from {path}")
+    assert "exactly one of --xs or --file" in mgs(capsys, "predict", "x", "--url", server, code=USAGE).err
+    assert "--xs is not JSON" in mgs(capsys, "predict", "x", "--xs", "[[1,", "--url", server, code=USAGE).err
+    assert "No such option" in mgs(capsys, "list", "--bogus", code=USAGE).err
+    assert "nope" in mgs(capsys, "list", "--status", "nope", code=USAGE).err
+
+
+def test_a_server_that_is_not_the_api_is_a_message_not_a_traceback(serve):
+    impostor = FastAPI()
+    impostor.get("/jobs")(lambda: HTMLResponse("<html>hello</html>"))
+    impostor.get("/jobs/{job_id}")(lambda job_id: JSONResponse({"unexpected": True}))
+    url = serve(impostor)
+    for argv in (("list",), ("show", "x")):
+        run = mgs_process(*argv, "--url", url)
+        assert run.returncode == API_ERROR, run.stderr
+        assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1 and run.stderr.startswith("mgs: ")
+
+
+def test_help_documents_exit_codes_and_completion_works():
+    helped = mgs_process("--help", env={"COLUMNS": "200"})
+    assert helped.returncode == 0
+    for text in ("0 ok", "1 bad command line", "2 the API refused", "3 the job or sweep", "4 the API could not",
+                 "--install-completion"):
+        assert text in helped.stdout
+    completed = mgs_process(env={"_MGS_COMPLETE": "complete_bash", "COMP_WORDS": "mgs su", "COMP_CWORD": "1"})
+    assert completed.stdout.split() == ["submit"]
+
+
+def test_make_installs_the_mgs_console_script():
+    script = Path(sys.executable).with_name("mgs")
+    run = subprocess.run([script, "list", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stderr.split(":")[0]) == (UNREACHABLE, "mgs")

@@ -1,0 +1,174 @@
+"""Job commands: submit (and watch), list, show, loss, params, predict, graph, cancel."""
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from services.cli.common import (DEFAULT_URL, FINAL_STATUSES, INTERRUPTED, JOB_FAILED, Api, Failure, JobId, Json, Key, Url, err, number,
+                                 out, print_json, read_json, table, when, write_file)
+
+Status = Enum("Status", {name: name for name in ("queued", "running", "succeeded", "failed", "cancelled")}, type=str)
+
+
+def register(app: typer.Typer):
+    for command in (submit, list_jobs, show, loss, params, predict, graph, cancel):
+        app.command(name=command.__name__.removesuffix("_jobs").replace("_", "-"))(command)
+    app.command(name="status", hidden=True, help="the same as show")(show)
+
+
+def submit(file: Annotated[Path, typer.Argument(help="a job spec, JSON (`-` reads stdin)", show_default=False)],
+           wait: Annotated[bool, typer.Option("--wait", help="follow the job with a progress bar until it ends; "
+                                                              "exit 3 unless it succeeded")] = False,
+           poll: Annotated[float, typer.Option(min=0.05, help="seconds between polls with --wait")] = 0.5,
+           as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Submit a training job. Prints its id (--json: the API's answer; with --wait: the finished job)."""
+    spec = read_json(file, "a job spec")
+    api = Api(url, key)
+    created = api.post("/jobs", spec)
+    if not wait:
+        return print_json(created) if as_json else out.print(created["id"])
+    job = follow(api, created["id"], poll)
+    print_json(job) if as_json else print_job(job)
+    if job["status"] != "succeeded":
+        raise typer.Exit(JOB_FAILED)
+
+
+def follow(api, job_id, poll):
+    """Poll GET /jobs/{id} until the job is final, showing step of total, loss and ETA on stderr."""
+    job = api.get(f"/jobs/{job_id}")
+    columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(job["status"], total=job["progress"]["total"], loss="–")
+        while True:
+            progress = job["progress"]
+            bar.update(task, description=job["status"], completed=progress["step"], total=progress["total"],
+                       loss=number(progress["latest_loss"]))
+            if job["status"] in FINAL_STATUSES:
+                return job
+            try:
+                time.sleep(poll)
+            except KeyboardInterrupt:
+                raise Failure(f"stopped following job {job_id}; it goes on (`mgs cancel {job_id}` stops it)",
+                              INTERRUPTED)
+            job = api.get(f"/jobs/{job_id}")
+
+
+def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=False)] = None,
+              limit: Annotated[int, typer.Option(min=1, max=200, help="jobs per page")] = 50,
+              cursor: Annotated[Optional[str], typer.Option(help="next page: the cursor the last one printed",
+                                                            show_default=False)] = None,
+              as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Your jobs, newest first."""
+    page = Api(url, key).get("/jobs", status=status and status.value, limit=limit, cursor=cursor)
+    if as_json:
+        return print_json(page)
+    out.print(table(("id", "status", "created", "final loss"),
+                    [(job["id"], job["status"], when(job["created_at"]), job["final_loss"]) for job in page["items"]]))
+    if page["next_cursor"]:
+        err.print(f"more: --cursor {page['next_cursor']}")
+
+
+def show(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """A job's status, progress, metrics, timings and spec."""
+    job = Api(url, key).get(f"/jobs/{job_id}")
+    print_json(job) if as_json else print_job(job)
+
+
+def print_job(job):
+    progress, timings = job["progress"], job["timings"]
+    rows = [("id", job["id"]), ("status", job["status"] + (" (cancel requested)" if job["cancel_requested"]
+                                                          and job["status"] not in FINAL_STATUSES else "")),
+            ("progress", f"step {progress['step']} of {progress['total']}, loss {number(progress['latest_loss'])}")]
+    rows += [(name.replace("_", " "), value) for name, value in (job["metrics"] or {}).items()]
+    rows += [("queued", when(timings["queued_at"])), ("started", when(timings["started_at"])),
+             ("finished", when(timings["finished_at"])), ("attempts", str(job["attempts"]))]
+    if job["error"]:
+        rows.append(("error", job["error"]))
+    rows += [(f"spec {part}", compact(value)) for part, value in job["spec"].items() if value is not None]
+    grid = table(("", ""), rows)
+    grid.show_header = False
+    out.print(grid)
+
+
+def compact(value):
+    """A spec part on one line, without its unset (null) fields."""
+    if isinstance(value, dict):
+        return json.dumps({k: v for k, v in value.items() if v is not None}, separators=(", ", ": "))
+    return str(value)
+
+
+def loss(job_id: JobId,
+         max_points: Annotated[int, typer.Option(min=1, max=10_000, help="downsample to at most this many "
+                                                                           "(spikes kept)")] = 1000,
+         start: Annotated[Optional[int], typer.Option(min=0, help="first step", show_default=False)] = None,
+         end: Annotated[Optional[int], typer.Option(min=0, help="last step", show_default=False)] = None,
+         as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """A job's loss history (step, loss, accuracy, learning rate), also while it runs."""
+    history = Api(url, key).get(f"/jobs/{job_id}/loss", max_points=max_points, start=start, end=end)
+    if as_json:
+        return print_json(history)
+    out.print(table(("step", "loss", "accuracy", "lr"),
+                    [(str(p["step"]), p["loss"], p["accuracy"], p["lr"]) for p in history["points"]],
+                    title=f"{len(history['points'])} of {history['total_points']} points, job {history['status']}"))
+
+
+def params(job_id: JobId,
+           output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to this file instead of "
+                                                                                   "stdout", show_default=False)] = None,
+           url: Url = DEFAULT_URL, key: Key = None):
+    """A succeeded job's final parameters, JSON loadable with core.nn.MLP.from_json."""
+    text = Api(url, key).request("GET", f"/jobs/{job_id}/params").text
+    write_file(output, text, "the parameters") if output else print(text)
+
+
+def predict(job_id: JobId,
+            xs: Annotated[Optional[str], typer.Option(help='inputs as JSON, e.g. "[[0.5, -1.0]]"',
+                                                      show_default=False)] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="inputs from a JSON file (`-` is stdin)"
+                                                         ": a list of samples or {\"xs\": [...]}",
+                                                         show_default=False)] = None,
+            as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Run a succeeded job's model on some inputs."""
+    if (xs is None) == (file is None):
+        raise Failure("give the inputs with exactly one of --xs or --file")
+    if xs is not None:
+        try:
+            samples = json.loads(xs)
+        except ValueError as e:
+            raise Failure(f"--xs is not JSON: {e}")
+    else:
+        samples = read_json(file, "inputs")
+    if isinstance(samples, dict):
+        samples = samples.get("xs")
+    if not isinstance(samples, list):
+        raise Failure('the inputs must be a list of samples, e.g. [[0.5, -1.0], [1.0, 2.0]], or {"xs": [...]}')
+    samples = [x if isinstance(x, list) else [x] for x in samples]
+    answer = Api(url, key).post(f"/jobs/{job_id}/predict", {"xs": samples})
+    if as_json:
+        return print_json(answer)
+    out.print(table(("x", "y"), [(", ".join(number(v) for v in x),
+                                  ", ".join(number(v) for v in y) if isinstance(y, list) else y)
+                                 for x, y in zip(samples, answer["ys"])]))
+
+
+def graph(job_id: JobId,
+          output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the SVG file [default: ID.svg]",
+                                                         show_default=False)] = None,
+          url: Url = DEFAULT_URL, key: Key = None):
+    """Write a job's computation graph (SVG) to a file."""
+    svg = Api(url, key).request("GET", f"/jobs/{job_id}/graph.svg").text
+    write_file(output or Path(f"{job_id}.svg"), svg, "the graph")
+
+
+def cancel(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Cancel a job: a queued one at once, a running one within a step or two."""
+    job = Api(url, key).post(f"/jobs/{job_id}/cancel")
+    if as_json:
+        return print_json(job)
+    state = job["status"] + (", cancel requested" if job["cancel_requested"] and job["status"] == "running" else "")
+    out.print(f"{job['id']}: {state}")
