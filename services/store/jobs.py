@@ -168,13 +168,15 @@ def record_progress(session: Session, job_id, token: str, points: Iterable[Point
 
 
 def finish_job(session: Session, job_id, token: str, status: str, points: Iterable[Point], steps_done: int,
-               metrics: dict, params_json: Optional[str], graph_svg: Optional[str]) -> None:
-    """Final results and the status change (succeeded or cancelled), in one transaction."""
+               metrics: dict, params_json: Optional[str], graph_svg: Optional[str], *,
+               graph_error: Optional[str] = None) -> None:
+    """Final results and the status change (succeeded or cancelled), in one transaction; graph_error
+    says why a job whose spec asked for a graph has none (the renderer's message)."""
     if status not in ("succeeded", "cancelled"):
         raise ValueError(f"finish_job ends a job as succeeded or cancelled, not {status!r}")
     final_loss = _finite(metrics.get("final_loss"))
     _end(session, job_id, token, status=status, progress_step=steps_done, latest_loss=final_loss,
-         final_loss=final_loss, metrics=_json_safe(metrics))
+         final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error)
     _insert_points(session, job_id, points)
     for kind, content in (("params", params_json), ("graph_svg", graph_svg)):
         if content is not None:

@@ -57,6 +57,7 @@ class Job(Base):
     final_loss: Mapped[Optional[float]]
     metrics: Mapped[Optional[dict[str, Any]]]
     error: Mapped[Optional[str]] = mapped_column(Text)
+    graph_error: Mapped[Optional[str]] = mapped_column(Text)  # why a job that asked for a graph has none
 
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES}", name="ck_jobs_status"),

@@ -62,8 +62,9 @@ def _train_and_save(job_id, token: str, settings) -> str:
     points = progress.take_pending()  # once: every retry of the final write must carry them
     # Parameters and graph are a succeeded job's results; a cancelled one keeps only its history.
     params, svg = (json.dumps(result.params), result.graph_svg) if status == "succeeded" else (None, None)
+    graph_error = result.graph_error if status == "succeeded" else None
     _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
-                                                  result.metrics, params, svg))
+                                                  result.metrics, params, svg, graph_error=graph_error))
     return status
 
 

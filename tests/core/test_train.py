@@ -148,12 +148,22 @@ def test_after_training_the_parameters_hold_the_training_samples_gradients():
     assert held == [p.grad for p in model.parameters()]
 
 
-def test_without_graphviz_a_job_still_trains_and_only_its_graph_is_missing(monkeypatch, caplog):
-    monkeypatch.setenv("PATH", "")  # no `dot` to run
+def test_when_the_graph_cannot_be_drawn_a_job_still_trains_and_says_why(monkeypatch, caplog):
+    from core import graph
+
+    def broken(dot, renderer="auto"):
+        raise graph.RenderFailed("Graphviz (WebAssembly) could not draw the graph: out of memory")
+    monkeypatch.setattr(graph, "render_svg", broken)
     with caplog.at_level(logging.WARNING, logger="core.train"):
         result = run_spec(JobSpec(steps=2))
     assert result.graph_svg is None and len(result.history) == 2
-    assert "Graphviz" in caplog.text
+    assert result.graph_error == "Graphviz (WebAssembly) could not draw the graph: out of memory"
+    assert "out of memory" in caplog.text
+
+
+def test_a_job_that_asked_for_no_graph_has_no_graph_and_no_error():
+    result = run_spec(JobSpec(steps=2, record={"graph_svg": False}))
+    assert result.graph_svg is None and result.graph_error is None
 
 
 @pytest.mark.parametrize("loss", ["mse", "sse"])

@@ -102,8 +102,13 @@ def test_ctrl_c_stops_the_api_and_the_worker(embedded):
         httpx.get(f"{base_url}/healthz")
 
 
-def test_a_missing_graphviz_is_reported_clearly(monkeypatch, capsys):
+def test_the_start_message_names_the_graph_renderer(monkeypatch, capsys):
+    from core import graph
     from services import embedded
-    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
-    embedded.warn_if_graphviz_missing()
-    assert "`dot` is not installed" in capsys.readouterr().err
+    from services.config import get_settings
+    monkeypatch.setattr(graph.shutil, "which", lambda name: None)
+    embedded.announce(get_settings())
+    assert "graphs   drawn by Graphviz compiled to WebAssembly" in capsys.readouterr().out
+    monkeypatch.setattr(graph.shutil, "which", lambda name: "/usr/bin/dot")
+    embedded.announce(get_settings())
+    assert "graphs   drawn by the system's Graphviz `dot`" in capsys.readouterr().out

@@ -128,7 +128,8 @@ def auth(key):
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def finish_job(job_id, losses=(0.5, 0.25), svg="<svg xmlns='http://www.w3.org/2000/svg'/>", params=None):
+def finish_job(job_id, losses=(0.5, 0.25), svg="<svg xmlns='http://www.w3.org/2000/svg'/>", params=None,
+               graph_error=None):
     """Play the worker: claim the job, write its history and results, mark it succeeded.
     Returns the parameters it stored (by default an MLP(3, [4, 4, 1]) as the seed spec trains)."""
     params = params or MLP(3, [4, 4, 1], seed=1).to_json()
@@ -137,7 +138,7 @@ def finish_job(job_id, losses=(0.5, 0.25), svg="<svg xmlns='http://www.w3.org/20
         job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=len(losses),
                              metrics={"final_loss": losses[-1], "accuracy": None, "val_loss": None,
                                       "val_accuracy": None, "steps_done": len(losses)},
-                             params_json=json.dumps(params), graph_svg=svg)
+                             params_json=json.dumps(params), graph_svg=svg, graph_error=graph_error)
     return params
 
 

@@ -8,7 +8,8 @@ import pytest
 from core.nn import MLP
 from services import queue
 from services.api.routes import health
-from tests.services.conftest import finish_job, start_job, submit
+from services.store import db, jobs as job_store
+from tests.services.conftest import finish_job, run_job, start_job, submit
 
 JOB_ENDPOINTS = [("GET", ""), ("GET", "/loss"), ("GET", "/params"), ("GET", "/graph.svg"),
                  ("POST", "/predict"), ("POST", "/cancel")]
@@ -199,6 +200,22 @@ def test_graph_not_recorded_is_404_saying_so(client):
     finish_job(job_id, svg=None)
     response = client.get(f"/jobs/{job_id}/graph.svg")
     assert response.status_code == 404 and "record.graph_svg" in response.json()["detail"]
+
+
+def test_graph_that_could_not_be_drawn_is_404_with_the_renderers_message(client):
+    job_id = submit(client)
+    finish_job(job_id, svg=None, graph_error="Graphviz (WebAssembly) stopped: out of bounds memory access")
+    response = client.get(f"/jobs/{job_id}/graph.svg")
+    assert response.status_code == 404
+    assert response.json()["detail"] == (f"job {job_id} has no graph: rendering it failed: "
+                                         "Graphviz (WebAssembly) stopped: out of bounds memory access")
+
+
+def test_graph_of_a_failed_job_is_404_saying_it_failed(client):
+    job_id = submit(client)
+    with db.session_scope() as session:
+        job_store.fail_job(session, job_id, run_job(session, job_id, (0.5,)), "TrainingDiverged: loss is nan")
+    assert client.get(f"/jobs/{job_id}/graph.svg").json()["detail"] == f"job {job_id} has no graph: it ended failed"
 
 
 def test_predict_matches_the_stored_model(client):

@@ -67,6 +67,18 @@ def test_the_seed_job_succeeds_with_its_history_params_and_graph(worker):
     assert artifact(job_id, "graph_svg").lstrip().startswith(("<?xml", "<svg"))
 
 
+def test_a_graph_that_cannot_be_drawn_leaves_a_succeeded_job_with_the_reason(worker, monkeypatch):
+    from core import graph
+
+    def broken(dot, renderer="auto"):
+        raise graph.RenderFailed("Graphviz (WebAssembly) stopped: out of bounds memory access")
+    monkeypatch.setattr(graph, "render_svg", broken)
+    job_id = submit(steps=3)
+    assert worker.run_job(str(job_id)) == "succeeded"
+    assert artifact(job_id, "graph_svg") is None and artifact(job_id, "params") is not None
+    assert load(job_id).graph_error == "Graphviz (WebAssembly) stopped: out of bounds memory access"
+
+
 def test_a_second_delivery_does_nothing(worker):
     job_id = submit(steps=5)
     assert worker.run_job(str(job_id)) == "succeeded"

@@ -143,11 +143,18 @@ def get_graph(job_id: JobId, session: SessionDep, owner: OwnerDep):
     job = find_job(session, job_id, owner)
     svg = job_store.get_artifact(session, job_id, "graph_svg")
     if svg is None:
-        reason = ("it has not finished" if job.status in ("queued", "running")
-                  else "its spec did not ask for it (record.graph_svg)" if job.status == "succeeded"
-                  else f"it ended {job.status}")
-        raise HTTPException(404, f"job {job_id} has no graph: {reason}")
+        raise HTTPException(404, f"job {job_id} has no graph: {why_no_graph(job)}")
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+def why_no_graph(job) -> str:
+    if job.status in ("queued", "running"):
+        return "it has not finished"
+    if job.status != "succeeded":
+        return f"it ended {job.status}"
+    if not job.spec.get("record", {}).get("graph_svg", True):
+        return "its spec did not ask for it (record.graph_svg)"
+    return f"rendering it failed: {job.graph_error or 'no reason was recorded'}"
 
 
 @router.post("/{job_id}/predict", response_model=PredictResponse, responses=errors(400, 404, 409, 413))
