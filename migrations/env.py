@@ -2,6 +2,8 @@
 
 Only our tables are ours: the broker's tables (kombu's SQLAlchemy transport) live in a
 separate database and never appear here."""
+from contextlib import contextmanager
+
 from alembic import context
 
 from services.config import get_settings
@@ -25,8 +27,29 @@ def run_migrations_online() -> None:
     with get_engine(database_url()).connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
                           compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        with sqlite_foreign_keys_off(connection):
+            with context.begin_transaction():
+                context.run_migrations()
+                if connection.dialect.name == "sqlite":
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration left rows without their parent: {broken[:5]}")
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection):
+    """SQLite's batch mode changes a table by copying it and dropping the old one; with foreign keys on,
+    dropping `jobs` would cascade to every loss point and artifact. So they are off while migrating
+    (the pragma only works outside a transaction, hence the driver connection) and checked afterwards."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

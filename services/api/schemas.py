@@ -1,11 +1,12 @@
 """Response and request bodies of the HTTP API (they make the OpenAPI schema exact)."""
 import math
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal, Optional, Union
 
 from fastapi import Body
-from pydantic import BaseModel, ConfigDict, Field, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WrapValidator
 
 from core.spec import Finite, JobSpec
 
@@ -17,24 +18,92 @@ def _strictly(data, default_validation):
     return JobSpec.model_validate(data, strict=True) if isinstance(data, dict) else default_validation(data)
 
 
-SubmittedSpec = Annotated[JobSpec, WrapValidator(_strictly), Body()]
+StrictSpec = Annotated[JobSpec, WrapValidator(_strictly)]
+
+MAX_TAGS = 20
+# No control characters in names and tags (and no NUL anywhere: PostgreSQL text cannot hold it).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+TAG_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^{TAG_KEY.pattern}$")]
+TagValue = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS,
+                                               description=f"key: value labels, at most {MAX_TAGS}")]
+Notes = Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")]
+Description = Annotated[str, StringConstraints(max_length=2_000, pattern=r"^[^\x00]*$")]
 
 
 class Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class JobSubmission(Closed):
+    """A spec with run metadata beside it. (A body without a top-level `spec` key is a bare spec.)"""
+    spec: StrictSpec
+    name: Optional[Name] = Field(None, description="default: the data kind and the start of the id, e.g. moons-a3f2")
+    experiment: Optional[Name] = Field(None, description="the experiment's name; made on first use")
+    tags: Tags = Field(default_factory=dict)
+    notes: Notes = ""
+
+
+def _bare_or_wrapped(data, default_validation):
+    """Route on the top-level `spec` key (JobSpec has no such field), so errors name the real field."""
+    if isinstance(data, dict) and "spec" in data:
+        return JobSubmission.model_validate(data)
+    return _strictly(data, default_validation) if isinstance(data, dict) else default_validation(data)
+
+
+Submission = Annotated[Union[JobSpec, JobSubmission], WrapValidator(_bare_or_wrapped),
+                       Body(description="a bare spec, or {spec, name, experiment, tags, notes}")]
+
+
+class JobPatch(Closed):
+    """Only the fields sent change; tags are replaced whole."""
+    name: Name = None
+    tags: Tags = None
+    notes: Notes = None
+
+
+class ExperimentCreate(Closed):
+    name: Name
+    description: Optional[Description] = None
+
+
+class ExperimentOut(Closed):
+    id: uuid.UUID
+    name: str
+    description: Optional[str]
+    created_at: datetime
+    jobs: int = Field(description="how many jobs it holds")
+
+
+class ExperimentList(Closed):
+    items: list[ExperimentOut]
+
+
+class Metrics(Closed):
+    final_loss: Optional[float] = None
+    accuracy: Optional[float] = None
+    val_loss: Optional[float] = None
+    val_accuracy: Optional[float] = None
+    steps_done: Optional[int] = None
+
+
 class JobCreated(Closed):
     id: uuid.UUID
+    name: str
     status: JobStatus
 
 
 class JobSummary(Closed):
     id: uuid.UUID
+    name: str
+    experiment: Optional[str]
+    tags: dict[str, str]
     status: JobStatus
     created_at: datetime
     finished_at: Optional[datetime]
     final_loss: Optional[float] = Field(description="null until the job succeeds (or if not finite)")
+    metrics: Optional[Metrics]
 
 
 class JobList(Closed):
@@ -54,16 +123,13 @@ class Timings(Closed):
     finished_at: Optional[datetime]
 
 
-class Metrics(Closed):
-    final_loss: Optional[float] = None
-    accuracy: Optional[float] = None
-    val_loss: Optional[float] = None
-    val_accuracy: Optional[float] = None
-    steps_done: Optional[int] = None
-
-
 class JobDetail(Closed):
     id: uuid.UUID
+    name: str
+    experiment: Optional[str]
+    experiment_id: Optional[uuid.UUID]
+    tags: dict[str, str]
+    notes: str
     status: JobStatus
     spec: JobSpec
     progress: Progress

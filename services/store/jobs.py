@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -38,11 +38,49 @@ class Point:
 
 # ---- API side ---------------------------------------------------------------------------------------------
 
-def create_job(session: Session, owner: str, spec: JobSpec) -> Job:
-    job = Job(owner=owner, status="queued", spec=spec.model_dump(mode="json"), total_steps=spec.steps)
+def create_job(session: Session, owner: str, spec: JobSpec, name: Optional[str] = None,
+               tags: Optional[dict] = None, notes: str = "", experiment_id=None) -> Job:
+    job_id = uuid.uuid4()
+    job = Job(id=job_id, owner=owner, status="queued", spec=spec.model_dump(mode="json"), total_steps=spec.steps,
+              name=name or default_name(spec.data.kind, job_id), tags=dict(tags or {}), notes=notes,
+              experiment_id=experiment_id)
     session.add(job)
     session.commit()
     return job
+
+
+def default_name(data_kind: str, job_id: uuid.UUID) -> str:
+    """A readable name for a job nobody named: its data and the start of its id, e.g. `moons-a3f2`."""
+    return f"{data_kind}-{job_id.hex[:4]}"
+
+
+def update_job(session: Session, job_id, **changes) -> Job:
+    """Changes a job's run metadata: name, tags (replaced whole) and notes; never its spec or results."""
+    unknown = set(changes) - {"name", "tags", "notes"}
+    if unknown:
+        raise ValueError(f"only name, tags and notes can change, not {sorted(unknown)}")
+    if changes:
+        session.execute(_update_jobs().where(Job.id == _as_uuid(job_id)).values(**changes))
+        session.commit()
+    return get_job(session, job_id)
+
+
+def delete_jobs(session: Session, job_ids: list) -> None:
+    """Removes jobs with their history and artifacts, for good (the caller commits). A running job is
+    asked to cancel first; its worker then finds its row gone at its next write and stops (Superseded).
+    Marking the rows first locks them, so a worker's batch in flight lands before the delete, not after."""
+    ids = [_as_uuid(j) for j in job_ids]
+    if not ids:
+        return
+    session.execute(_update_jobs().where(Job.id.in_(ids)).values(cancel_requested=True))
+    session.execute(delete(LossPoint).where(LossPoint.job_id.in_(ids)))
+    session.execute(delete(Artifact).where(Artifact.job_id.in_(ids)))
+    session.execute(delete(Job).where(Job.id.in_(ids)))
+
+
+def delete_job(session: Session, job_id) -> None:
+    delete_jobs(session, [job_id])
+    session.commit()
 
 
 def get_job(session: Session, job_id, owner: Optional[str] = None) -> Optional[Job]:
@@ -53,11 +91,18 @@ def get_job(session: Session, job_id, owner: Optional[str] = None) -> Optional[J
 
 
 def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit: int = 50,
-              cursor: Optional[str] = None) -> tuple[list[Job], Optional[str]]:
-    """Newest first. `cursor` is the opaque `next_cursor` of the previous page; a malformed one raises ValueError."""
+              cursor: Optional[str] = None, experiment_id=None, tags: Optional[dict] = None
+              ) -> tuple[list[Job], Optional[str]]:
+    """Newest first. `cursor` is the opaque `next_cursor` of the previous page; a malformed one raises ValueError.
+    `tags` keeps the jobs that have every one of those tags (a value of None: the key with any value)."""
     query = select(Job).where(Job.owner == owner)
     if status is not None:
         query = query.where(Job.status == status)
+    if experiment_id is not None:
+        query = query.where(Job.experiment_id == _as_uuid(experiment_id))
+    for key, value in (tags or {}).items():
+        tag = Job.tags[key].as_string()
+        query = query.where(tag.is_not(None) if value is None else tag == value)
     if cursor is not None:
         created_at, last_id = _decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created_at,

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text,
-                        TypeDecorator, Uuid)
+                        TypeDecorator, UniqueConstraint, Uuid)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -36,11 +36,30 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
+class Experiment(Base):
+    """A named group of jobs, unique per owner."""
+    __tablename__ = "experiments"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_experiments_owner_name"),)
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(200))
+    # Run metadata, beside the spec (the spec is the training recipe only).
+    experiment_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        ForeignKey("experiments.id", name="fk_jobs_experiment_id"))
+    name: Mapped[str] = mapped_column(String(200))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="queued")
     spec: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -63,6 +82,9 @@ class Job(Base):
         CheckConstraint(f"status IN {STATUSES}", name="ck_jobs_status"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
         Index("ix_jobs_status", "status"),
+        # What lists filter and sort on besides created_at: an experiment's runs, the final loss.
+        Index("ix_jobs_owner_experiment_created", "owner", "experiment_id", "created_at"),
+        Index("ix_jobs_owner_final_loss", "owner", "final_loss"),
     )
 
 

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -34,9 +35,16 @@ def create_schema(url):
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request, tmp_path_factory):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
+    with empty_database(request.param, tmp_path_factory.mktemp("db")) as url:
         create_schema(url)
+        yield url
+
+
+@contextmanager
+def empty_database(kind, directory):
+    """A new, empty database ("sqlite" in `directory`, or "postgresql" uniquely named); dropped afterwards."""
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / 'service.db'}"
         yield url
         db.get_engine(url).dispose()
         return
@@ -45,7 +53,6 @@ def database_url(request, tmp_path_factory):
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     try:
-        create_schema(url)
         yield url
     finally:
         db.get_engine(url).dispose()

@@ -122,7 +122,8 @@ def test_list_is_newest_first_filtered_and_paginated(client):
     listed = client.get("/jobs").json()
     assert [job["id"] for job in listed["items"]] == ids[::-1]
     assert listed["next_cursor"] is None
-    assert set(listed["items"][0]) == {"id", "status", "created_at", "finished_at", "final_loss"}
+    assert set(listed["items"][0]) == {"id", "name", "experiment", "tags", "status", "created_at", "finished_at",
+                                       "final_loss", "metrics"}
 
     assert [job["id"] for job in client.get("/jobs?status=succeeded").json()["items"]] == [ids[1]]
     assert len(client.get("/jobs?status=queued").json()["items"]) == 4
@@ -304,7 +305,7 @@ def test_openapi_schema_documents_every_route(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/jobs/{job_id}/loss",
                           "/jobs/{job_id}/params", "/jobs/{job_id}/graph.svg", "/jobs/{job_id}/predict",
-                          "/healthz", "/readyz"}
+                          "/healthz", "/readyz", "/experiments", "/experiments/{experiment_id}"}
     assert "image/svg+xml" in paths["/jobs/{job_id}/graph.svg"]["get"]["responses"]["200"]["content"]
 
 

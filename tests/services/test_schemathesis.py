@@ -15,7 +15,9 @@ EXAMPLES_PER_OPERATION = 150  # x 10 operations x 2 servers: about 2,800 request
 # JSON Schema cannot say "model.inputs must equal the data's width" or "within MAX_STEPS", so a
 # schema-valid spec may rightly get its (documented) 422: that one check does not apply here.
 NOT_APPLICABLE = [schemathesis.checks.positive_data_acceptance]
-world = {"job_ids": [], "headers": {}}  # filled by the fixture (schemathesis copies the schema object)
+world = {"job_ids": [], "experiment_ids": [], "headers": {}, "client": None}  # filled by the fixture
+# (schemathesis copies the schema object). Path parameters that may be replaced by real ids:
+KNOWN = {"job_id": "job_ids", "experiment_id": "experiment_ids"}
 
 
 @pytest.fixture(params=["open", "locked"])
@@ -33,7 +35,11 @@ def api_schema(request, make_client, monkeypatch, database_url):
     finish_job(done)
     start_job(running)
     client.post(f"/jobs/{cancelled}/cancel", headers=auth(key))
-    world.update(job_ids=[done, running, cancelled, queued], headers=auth(key))
+    grouped = client.post("/jobs", json={"spec": {}, "experiment": "fuzz", "tags": {"k": "v"}}, headers=auth(key))
+    finish_job(grouped.json()["id"])
+    experiment = client.get("/experiments", headers=auth(key)).json()["items"][0]["id"]
+    world.update(job_ids=[done, running, cancelled, queued, grouped.json()["id"]], experiment_ids=[experiment],
+                 headers=auth(key), client=client)
     return schemathesis.openapi.from_asgi("/openapi.json", client.app)
 
 
@@ -47,11 +53,23 @@ schema = schemathesis.pytest.from_fixture("api_schema")
           suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case):
     negative = case.meta is not None and case.meta.generation.mode.is_negative
-    if "job_id" in (case.path_parameters or {}) and not negative:
-        known = world["job_ids"]
-        # Half of the valid ids are replaced by real ones (chosen by the generated id, so it replays).
-        pick = int(str(case.path_parameters["job_id"]).encode().hex(), 16) % (2 * len(known))
-        if pick < len(known):
-            case.path_parameters["job_id"] = known[pick]
+    for name, ids in KNOWN.items():
+        if name in (case.path_parameters or {}) and not negative:
+            known = world[ids] if case.method != "DELETE" else [throwaway(name)]  # deleting is final
+            # Half of the valid ids are replaced by real ones (chosen by the generated id, so it replays).
+            pick = int(str(case.path_parameters[name]).encode().hex(), 16) % (2 * len(known))
+            if pick < len(known):
+                case.path_parameters[name] = known[pick]
     # Valid requests carry the real key; invalid ones keep what was generated (possibly no key at all).
     case.call_and_validate(headers={} if negative else world["headers"], excluded_checks=NOT_APPLICABLE)
+
+
+def throwaway(name):
+    """A new finished job (in a new experiment) for a DELETE to remove, so the shared ones stay."""
+    client, headers = world["client"], world["headers"]
+    world["doomed"] = world.get("doomed", 0) + 1
+    created = client.post("/jobs", json={"spec": {}, "experiment": f"doomed-{world['doomed']}"},
+                          headers=headers).json()
+    finish_job(created["id"])
+    return created["id"] if name == "job_id" else client.get(f"/jobs/{created['id']}", headers=headers).json()[
+        "experiment_id"]

@@ -16,10 +16,10 @@ from services import queue
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
 from services.api.limits import predict_limit_errors, spec_limit_errors
-from services.api.schemas import (ErrorDetail, JobCreated, JobDetail, JobList, JobStatus, JobSummary,
-                                  LossHistory, LossPointOut, Metrics, PredictRequest, PredictResponse,
-                                  Progress, SubmittedSpec, Timings, finite_or_none)
-from services.store import jobs as job_store
+from services.api.schemas import (TAG_KEY, ErrorDetail, JobCreated, JobDetail, JobList, JobPatch, JobStatus,
+                                  JobSubmission, JobSummary, LossHistory, LossPointOut, Metrics, PredictRequest,
+                                  PredictResponse, Progress, Submission, Timings, finite_or_none)
+from services.store import experiments as experiment_store, jobs as job_store
 from services.store.jobs import STEP_LIMIT
 
 log = logging.getLogger(__name__)
@@ -62,48 +62,93 @@ def find_job(session, job_id, owner):
 
 @router.post("", status_code=201, response_model=JobCreated,
              responses={201: {"headers": headers(201)}, **errors(400, 413)})
-def submit_job(spec: SubmittedSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+def submit_job(body: Submission, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+    """The body is a bare spec, or `{"spec": {...}, "name", "experiment", "tags", "notes"}` (run metadata
+    beside the spec: the spec is the training recipe only)."""
+    wrapped = isinstance(body, JobSubmission)
+    submission = body if wrapped else JobSubmission(spec=body)
+    job = create(session, owner, settings, submission, loc=("body", "spec") if wrapped else ("body",))
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobCreated(id=job.id, name=job.name, status=job.status)
+
+
+def create(session, owner, settings, submission: JobSubmission, loc):
+    """Checks the limits, stores the job and sends it; shared by submit and rerun."""
+    spec = submission.spec
     problems = spec_limit_errors(spec, settings)
     if problems:
-        raise RequestValidationError(problems)
+        raise RequestValidationError([{**p, "loc": loc + tuple(p["loc"][1:])} for p in problems])
     active = job_store.count_active_jobs(session, owner)
     if active >= settings.MAX_ACTIVE_JOBS_PER_OWNER:
         raise HTTPException(429, f"{active} jobs queued or running, the limit is "
                                  f"{settings.MAX_ACTIVE_JOBS_PER_OWNER}; wait for some to finish",
                             headers={"Retry-After": str(ACTIVE_JOBS_RETRY_AFTER_SECONDS)})
-    job = job_store.create_job(session, owner, spec)
+    experiment = (None if submission.experiment is None
+                  else experiment_store.experiment_named(session, owner, submission.experiment))
+    job = job_store.create_job(session, owner, spec, name=submission.name, tags=submission.tags,
+                               notes=submission.notes, experiment_id=experiment and experiment.id)
     try:
         queue.enqueue(job.id)
     except Exception:  # the job row is the source of truth: the sweeper sends it again
         log.warning("could not enqueue job %s now; it stays queued for the sweeper", job.id, exc_info=True)
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return JobCreated(id=job.id, status=job.status)
+    return job
 
 
 @router.get("", response_model=JobList)
 def list_jobs(session: SessionDep, owner: OwnerDep,
               status: Optional[JobStatus] = None,
+              experiment: Annotated[Optional[str], Query(max_length=200, description="an experiment's name")] = None,
+              tag: Annotated[Optional[list[str]], Query(
+                  description="`key:value`, or `key` for any value; repeat for several (all must match)")] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               cursor: Annotated[Optional[str], Query(max_length=200, description="from the previous page")] = None):
+    tags = parse_tags(tag or [])
+    experiment_id = None
+    if experiment is not None:
+        found = experiment_store.find_experiment(session, owner, experiment)
+        if found is None:
+            return JobList(items=[], next_cursor=None)
+        experiment_id = found.id
     try:
-        jobs, next_cursor = job_store.list_jobs(session, owner, status=status, limit=limit, cursor=cursor)
+        jobs, next_cursor = job_store.list_jobs(session, owner, status=status, limit=limit, cursor=cursor,
+                                                experiment_id=experiment_id, tags=tags)
     except ValueError as e:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": f"invalid cursor: {e}",
                                        "type": "value_error", "input": cursor}])
-    return JobList(items=[summary(job) for job in jobs],
+    names = experiment_store.names_by_id(session, [job.experiment_id for job in jobs])
+    return JobList(items=[summary(job, names) for job in jobs],
                    next_cursor=None if next_cursor is None else str(next_cursor))
+
+
+def parse_tags(filters: list[str]) -> dict:
+    tags = {}
+    for text in filters:
+        key, _, value = text.partition(":")
+        if not TAG_KEY.fullmatch(key) or len(value) > 200:
+            raise RequestValidationError([{"loc": ("query", "tag"), "type": "value_error",
+                                           "msg": f"invalid tag filter {text!r}: expected key or key:value, the "
+                                                  f"key made of letters, digits, '_', '.' or '-' (at most 64)"}])
+        tags[key] = value if ":" in text else None
+    return tags
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=errors(404))
 def get_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
-    return detail(find_job(session, job_id, owner))
+    return detail(session, find_job(session, job_id, owner))
+
+
+@router.patch("/{job_id}", response_model=JobDetail, responses=errors(400, 404, 413))
+def update_job(job_id: JobId, body: JobPatch, session: SessionDep, owner: OwnerDep):
+    """Changes the run metadata: name, tags (replaced whole), notes. The spec and results never change."""
+    find_job(session, job_id, owner)
+    return detail(session, job_store.update_job(session, job_id, **body.model_dump(exclude_unset=True)))
 
 
 @router.post("/{job_id}/cancel", response_model=JobDetail, responses=errors(404))
 def cancel_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
     """A queued job never starts; a running one stops within a step or two. A finished job is unchanged."""
     find_job(session, job_id, owner)
-    return detail(job_store.cancel_job(session, job_id))
+    return detail(session, job_store.cancel_job(session, job_id))
 
 
 @router.get("/{job_id}/loss", response_model=LossHistory, responses=errors(404))
@@ -180,18 +225,25 @@ def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: Own
     return PredictResponse(ys=ys)
 
 
-def summary(job):
-    return JobSummary(id=job.id, status=job.status, created_at=job.created_at, finished_at=job.finished_at,
-                      final_loss=finite_or_none(job.final_loss))
+def summary(job, experiment_names):
+    return JobSummary(id=job.id, name=job.name, experiment=experiment_names.get(job.experiment_id), tags=job.tags,
+                      status=job.status, created_at=job.created_at, finished_at=job.finished_at,
+                      final_loss=finite_or_none(job.final_loss), metrics=metrics_of(job))
 
 
-def detail(job):
+def metrics_of(job):
     metrics = job.metrics and {k: finite_or_none(v) if k != "steps_done" else v
                                for k, v in job.metrics.items() if k in Metrics.model_fields}
+    return None if metrics is None else Metrics(**metrics)
+
+
+def detail(session, job):
+    names = experiment_store.names_by_id(session, [job.experiment_id])
     return JobDetail(
-        id=job.id, status=job.status, spec=JobSpec.model_validate(job.spec),
+        id=job.id, name=job.name, experiment=names.get(job.experiment_id), experiment_id=job.experiment_id,
+        tags=job.tags, notes=job.notes, status=job.status, spec=JobSpec.model_validate(job.spec),
         progress=Progress(step=job.progress_step or 0, total=job.total_steps,
                           latest_loss=finite_or_none(job.latest_loss)),
-        metrics=None if metrics is None else Metrics(**metrics),
+        metrics=metrics_of(job),
         timings=Timings(queued_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at),
         attempts=job.attempts, error=job.error, cancel_requested=job.cancel_requested)
