@@ -5,7 +5,7 @@ no tags, empty notes and no experiment. Every job, loss point and artifact is ke
 tests/services/test_migrations_data.py).
 
 Revision ID: experiments
-Revises: 0001
+Revises: graph_error
 """
 from typing import Sequence, Union
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision: str = 'experiments'
-down_revision: Union[str, None] = '0001'
+down_revision: Union[str, None] = 'graph_error'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
