@@ -40,6 +40,13 @@ class SGD:
         self.momentum = momentum
         self.velocity = [0.0] * len(self.parameters)
 
+    def state(self):
+        """What a resumed run needs besides the parameters: the momentum buffer."""
+        return {"velocity": list(self.velocity)}
+
+    def load_state(self, state):
+        self.velocity = _same_length(state["velocity"], self.parameters)
+
     def step(self, lr):
         if self.momentum == 0.0:  # the seed's update, exactly: p.data += -lr * p.grad
             for p in self.parameters:
@@ -62,6 +69,15 @@ class Adam:
         self.v = [0.0] * len(self.parameters)
         self.t = 0
 
+    def state(self):
+        """What a resumed run needs besides the parameters: both moments and the step count."""
+        return {"m": list(self.m), "v": list(self.v), "t": self.t}
+
+    def load_state(self, state):
+        self.m = _same_length(state["m"], self.parameters)
+        self.v = _same_length(state["v"], self.parameters)
+        self.t = int(state["t"])
+
     def step(self, lr):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
@@ -72,3 +88,9 @@ class Adam:
             self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
             m_hat, v_hat = self.m[i] / correction1, self.v[i] / correction2
             p.data -= lr * m_hat / (math.sqrt(v_hat) + self.eps)
+
+
+def _same_length(values, parameters):
+    if len(values) != len(parameters):
+        raise ValueError(f"optimizer state for {len(values)} parameters, the model has {len(parameters)}")
+    return [float(v) for v in values]

@@ -39,6 +39,17 @@ class TrainResult:
     graph_error: Optional[str] = None  # why graph_svg is None although the spec asked for it
 
 
+@dataclass
+class TrainState:
+    """Where a run stands after `step` steps: enough to go on from there (train(resume=...)) with the
+    same history and final parameters, bit for bit, as a run that never stopped."""
+    step: int                   # steps done: the next step to run, and the schedule's position
+    params: list                # every parameter's value, in model.parameters() order
+    optimizer: dict             # the optimizer's state(): momentum velocity, or Adam's moments and t
+    rng: list                   # the mini-batch sampler's random.Random state, getstate() as lists
+    last_loss: Optional[float]  # the loss of step `step - 1`: the final loss when no step is left
+
+
 class TrainingDiverged(Exception):
     def __init__(self, step, history, reason):
         super().__init__(f"diverged at step {step}: {reason}")
@@ -102,21 +113,33 @@ def _fraction(hits):
 # -- the loop -----------------------------------------------------------------
 
 def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None, l2=0.0, seed=0,
-          engine="compiled", callback=None, loss_every=1, validation=None):
+          engine="compiled", callback=None, loss_every=1, validation=None, resume=None, checkpoint=None):
     """Train `model` for `steps` steps and return a TrainResult.
 
     optimizer: an SGD or Adam over model.parameters() (default SGD, lr 0.1);
     batch_size: None for full batch, else seeded random mini-batches;
     callback(StepRecord) after every step, returning False stops early;
-    validation: optional (xs, ys) for the val_loss/val_accuracy metrics."""
+    validation: optional (xs, ys) for the val_loss/val_accuracy metrics;
+    resume: a TrainState of an earlier run of the same training, to go on from (the history then
+    starts at its step);
+    checkpoint(snapshot) after every step's callback: snapshot() is the TrainState now (a copy of
+    every parameter; call it only when a checkpoint is due)."""
     _check_arguments(loss, xs, ys, steps, batch_size, loss_every)
     xs, ys = _plain_lists(xs), _plain_lists(ys)
     optimizer = optimizer if optimizer is not None else SGD(model.parameters(), lr=0.1)
     loss_and_grads, engine_used = _loss_function(engine, model, loss, l2, len(xs[0]))
     score = accuracy_rule(loss, ys)
-    batches = _batch_indices(len(xs), batch_size, seed)
+    rng = random.Random(seed)
+    batches = _batch_indices(len(xs), batch_size, rng)
     history, stopped_early, steps_done, last_loss = [], False, 0, None
-    for step in range(steps):
+    if resume is not None:
+        steps_done, last_loss = _load_state(resume, model, optimizer, rng, steps), resume.last_loss
+
+    def snapshot():
+        version, internal, gauss = rng.getstate()
+        return TrainState(steps_done, [p.data for p in model.parameters()], optimizer.state(),
+                          [version, list(internal), gauss], last_loss)
+    for step in range(steps_done, steps):
         batch = next(batches)
         batch_xs = xs if batch is None else [xs[i] for i in batch]
         batch_ys = ys if batch is None else [ys[i] for i in batch]
@@ -131,10 +154,26 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
         if callback is not None and callback(record) is False:
             stopped_early = True
             break
+        if checkpoint is not None:
+            checkpoint(snapshot)
     evaluate = _in_chunks(loss_and_grads, min(batch_size or len(xs), len(xs)), LOSSES[loss][1] == "mean",
                           penalty=lambda: l2 * sum(p.data * p.data for p in model.parameters()))
     metrics = _final_metrics(evaluate, score, xs, ys, validation, last_loss, steps_done)
     return TrainResult(history, model.to_json(), metrics, None, stopped_early, engine_used)
+
+
+def _load_state(state, model, optimizer, rng, steps):
+    """Puts a run where `state` left it; returns the step to go on from."""
+    parameters = model.parameters()
+    if len(state.params) != len(parameters) or not 0 <= state.step <= steps:
+        raise ValueError(f"this state ({len(state.params)} parameters, step {state.step}) is not of this "
+                         f"training ({len(parameters)} parameters, {steps} steps)")
+    for p, value in zip(parameters, state.params):
+        p.data = float(value)
+    optimizer.load_state(state.optimizer)
+    version, internal, gauss = state.rng
+    rng.setstate((version, tuple(internal), gauss))
+    return state.step
 
 
 def _guarded_step(loss_and_grads, xs, ys, step, history):
@@ -193,9 +232,8 @@ def _evaluate(loss_and_grads, xs, ys):
     return (loss_value if math.isfinite(loss_value) else None), outputs
 
 
-def _batch_indices(n, batch_size, seed):
-    """Yield None (the full batch) or a seeded random sample of indices, per step."""
-    rng = random.Random(seed)
+def _batch_indices(n, batch_size, rng):
+    """Yield None (the full batch) or a random sample of indices drawn with `rng` (seeded), per step."""
     while True:
         yield None if batch_size is None or batch_size >= n else rng.sample(range(n), batch_size)
 
@@ -226,9 +264,10 @@ def predict(params, xs):
 
 # -- from a JobSpec -----------------------------------------------------------
 
-def run_spec(spec, callback=None):
+def run_spec(spec, callback=None, resume=None, checkpoint=None):
     """Build data, model, loss and optimizer from a JobSpec and train; the
-    same spec and seed give bitwise-identical history and parameters."""
+    same spec and seed give bitwise-identical history and parameters, also
+    when resumed from a TrainState of an earlier run (see train)."""
     xs, ys = _spec_data(spec)
     n_outputs = spec.model.layers[-1]
     ys = encode_targets(spec.loss, ys, n_outputs, labels_are_classes=spec.data.kind != "inline")
@@ -237,7 +276,7 @@ def run_spec(spec, callback=None):
     model = MLP(spec.input_count(), spec.model.layers, spec.model.activation_list(), seed=spec.seed)
     result = train(model, train_xs, train_ys, spec.loss, make_optimizer(spec.optimizer, model, spec.steps),
                    spec.steps, spec.batch_size, spec.l2, spec.seed, spec.engine, callback,
-                   spec.record.loss_every, validation=(val_xs, val_ys))
+                   spec.record.loss_every, validation=(val_xs, val_ys), resume=resume, checkpoint=checkpoint)
     if spec.record.graph_svg:
         result.graph_svg, result.graph_error = _graph_svg(model, spec, train_xs, train_ys)
     return result

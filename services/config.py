@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     SWEEP_SECONDS: float = 5.0
     REDELIVER_QUEUED_AFTER_SECONDS: float = 60.0
     MAX_ATTEMPTS: int = 3
+    CHECKPOINT_SECONDS: float = 5.0  # a running job saves its training state this often (0: never by time)
+    CHECKPOINT_STEPS: int = 0  # ... and/or every this many steps (0: never by steps)
 
     RATE_LIMIT_PER_MINUTE: int = 600
     MAX_ACTIVE_JOBS_PER_OWNER: int = 100

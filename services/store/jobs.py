@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.spec import JobSpec
-from services.store.models import ACTIVE_STATUSES, Artifact, Job, LossPoint, utcnow
+from services.store.models import ACTIVE_STATUSES, Artifact, Checkpoint, Job, LossPoint, utcnow
 
 ARTIFACT_KINDS = ("params", "graph_svg")
 STEP_LIMIT = 2**31 - 1  # the largest INTEGER; no job has that many steps
@@ -304,6 +304,7 @@ def _end(session: Session, job_id, token: str, **values) -> None:
     if result.rowcount != 1:
         session.rollback()
         raise Superseded(f"job {job_id} is no longer owned by this run")
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == _as_uuid(job_id)))  # a final job never resumes
 
 
 def _insert_points(session: Session, job_id, points: Iterable[Point]) -> None:

@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import (JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text,
+from sqlalchemy import (JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
                         TypeDecorator, UniqueConstraint, Uuid)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -104,6 +104,18 @@ class Artifact(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # 'params' (JSON text) or 'graph_svg'
     content: Mapped[str] = mapped_column(Text)
+
+
+class Checkpoint(Base):
+    """A running job's latest training state (core.train.TrainState), so a re-run after a crash goes on
+    from there instead of from step 0. One row per job, replaced as training goes on."""
+    __tablename__ = "checkpoints"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer)
+    saved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[dict[str, Any]]  # step, last loss, RNG state, optimizer scalars; the arrays are in `arrays`
+    arrays: Mapped[bytes] = mapped_column(LargeBinary)  # float64 parameters and optimizer buffers (.npz)
 
 
 class ApiKey(Base):

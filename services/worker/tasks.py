@@ -10,9 +10,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.train import TrainingDiverged, run_spec
 from services.config import get_settings
-from services.store import jobs
+from services.store import checkpoints, jobs
 from services.store.db import session_scope
 from services.worker.celery_app import app
+from services.worker.checkpointing import Checkpointer
 from services.worker.heartbeat import Heartbeat
 from services.worker.progress import Progress, TimeLimitExceeded
 
@@ -48,7 +49,13 @@ def _train_and_save(job_id, token: str, settings) -> str:
     try:
         spec = _with_retries(lambda session: jobs.load_spec(session, job_id))
         progress = Progress(job_id, token, _time_limit(spec, settings))
-        result = run_spec(spec, callback=progress)
+        resume = _with_retries(lambda session: checkpoints.load_checkpoint(session, job_id))
+        if resume is not None:
+            log.info("job %s: resuming from its checkpoint at step %d of %d", job_id, resume.step, spec.steps)
+            progress.steps_done = resume.step
+        checkpoint = Checkpointer(job_id, token, progress, settings.CHECKPOINT_STEPS, settings.CHECKPOINT_SECONDS,
+                                  start_step=progress.steps_done)
+        result = run_spec(spec, callback=progress, resume=resume, checkpoint=checkpoint)
     except TrainingDiverged as e:
         return _fail(job_id, token, str(e), progress)
     except TimeLimitExceeded as e:
