@@ -6,12 +6,11 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 TESTDEPS := $(VENV)/.test-installed
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install clean delete-data
 
 $(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .  # the `mgs` command in .venv/bin
+	$(PY) -m pip install -q -e .  # the project (editable), its pinned requirements.txt, `mgs` in .venv/bin
 	touch $@
 
 $(TESTDEPS): $(RUNTIME) requirements-test.txt
@@ -29,5 +28,11 @@ test: $(TESTDEPS)
 bench: $(TESTDEPS)
 	$(PY) benchmarks/engine.py
 
+# Build products only: the venv, packaging metadata, caches. Job data (var/) is never touched here.
 clean:
-	rm -rf $(VENV) var *.egg-info
+	rm -rf $(VENV) *.egg-info build .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+
+# Deletes the embedded default's data: every job, its history and artifacts, and the broker's queue.
+delete-data:
+	rm -rf var
