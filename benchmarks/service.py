@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from tests.integration.processes import (Process, compose_command, compose_environment,  # noqa: E402
-                                         free_port, fresh_postgres_database, own_redis_database,
+                                         free_port, fresh_postgres_database, own_redis_server,
                                          run_to_completion, wait_for_final, wait_until_ready)
 
 SEED = json.loads((Path(__file__).resolve().parents[1] / "examples/seed.json").read_text())
@@ -36,7 +36,7 @@ POLL_SECONDS = 0.01
 def main():
     args = parse_args()
     latency_jobs, throughput_jobs, serve_repeats = (10, 40, 5) if args.quick else (50, 200, 20)
-    with fresh_postgres_database() as database_url, own_redis_database() as broker_url, \
+    with fresh_postgres_database() as database_url, own_redis_server() as broker_url, \
             tempfile.TemporaryDirectory() as logs:
         env = compose_environment("api", DATABASE_URL=database_url, BROKER_URL=broker_url,
                                   API_KEY_SECRET=secrets.token_hex(32), RATE_LIMIT_PER_MINUTE=10_000_000,

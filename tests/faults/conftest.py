@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from .harness import Cluster, migrate
-from .servers import ThrowawayPostgres, ThrowawayRedis
+from .servers import MISSING, ThrowawayPostgres, ThrowawayRedis
 
 TEMPLATE_DB = "faults_template"
 _database_numbers = itertools.count()
@@ -14,6 +14,8 @@ _database_numbers = itertools.count()
 
 @pytest.fixture(scope="session")
 def postgres_server():
+    if MISSING["postgres"]:
+        pytest.skip(MISSING["postgres"])
     server = ThrowawayPostgres().init().start()
     try:
         yield server
@@ -31,6 +33,8 @@ def template_database(postgres_server):
 
 @pytest.fixture(scope="session")
 def redis_server():
+    if MISSING["redis"]:
+        pytest.skip(MISSING["redis"])
     server = ThrowawayRedis().start()
     try:
         yield server

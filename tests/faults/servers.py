@@ -1,8 +1,11 @@
 """Throwaway Redis and PostgreSQL servers on free ports, killable and restartable.
 
-They never touch the shared instances on 5432/6379. PostgreSQL refuses to run as
-root, so its cluster lives in a directory owned by the `postgres` OS user and
-every PostgreSQL command runs through `runuser -u postgres`."""
+They never touch the shared instances on 5432/6379. Redis runs under pytest-redis's
+executor (mirakuru). PostgreSQL does not fit pytest-postgresql's executor here: the
+suite runs as root, which PostgreSQL refuses, while pytest-postgresql runs initdb and
+pg_ctl as the current user in pytest's root-only temp directory; so the cluster lives in
+a directory owned by the `postgres` OS user and every command runs through
+`runuser -u postgres`, with `pg_ctl -m immediate` for the crashes the tests inject."""
 import glob
 import os
 import pwd
@@ -12,8 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import redis
+from pytest_redis.executor import RedisExecutor
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -24,6 +29,9 @@ def _newest_postgres_bin():
 
 
 PG_BIN = _newest_postgres_bin()
+MISSING = {"redis": None if shutil.which("redis-server") else "needs redis-server (apt-get install redis-server)",
+           "postgres": None if os.path.exists(f"{PG_BIN}/initdb") and shutil.which("runuser") else
+           "needs PostgreSQL's server binaries (apt-get install postgresql) and runuser"}
 
 
 def free_port():
@@ -44,19 +52,18 @@ def wait_until(condition, timeout, interval=0.05, what="condition"):
 
 
 class ThrowawayRedis:
-    """`redis-server` as a child process: no persistence, so a restart loses every queued message."""
+    """`redis-server` under pytest-redis's executor: no persistence, so a restart loses every queued message."""
 
     def __init__(self, port=None):
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
+        self.dir = tempfile.mkdtemp(prefix="faults-redis-")
+        self.executor = RedisExecutor(shutil.which("redis-server"), databases=16, redis_timeout=0, loglevel="warning",
+                                      host="127.0.0.1", port=self.port, datadir=Path(self.dir))
 
     def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self.is_up, 10, what=f"redis on port {self.port}")
+        self.executor.start()
+        redis.Redis(port=self.port).config_set("save", "")  # no snapshots: what a restart loses, it loses
         return self
 
     def is_up(self):
@@ -67,9 +74,7 @@ class ThrowawayRedis:
 
     def kill(self):
         """SIGKILL: the server dies with everything it held in memory."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        self.executor.kill(sig=signal.SIGKILL)
 
     def restart(self, down_seconds=0.0):
         self.kill()
@@ -79,7 +84,9 @@ class ThrowawayRedis:
     def flush(self):
         redis.Redis(port=self.port).flushall()
 
-    stop = kill
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ThrowawayPostgres:

@@ -1,24 +1,27 @@
 """Real service processes for integration tests: the commands docker-compose.yml runs, run natively,
-on a fresh PostgreSQL database and a Redis database of their own."""
+on a fresh PostgreSQL database and a Redis server of their own (so that two suites on one machine
+never share, or flush, each other's broker)."""
 import contextlib
 import os
-import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
-import redis
+import port_for
 from compose_spec import PyCompose
+from pytest_postgresql.janitor import DatabaseJanitor
+from pytest_redis.executor import RedisExecutor
 
 REPO = Path(__file__).resolve().parents[2]
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-REDIS = "redis://127.0.0.1:6379"
+POSTGRES = {"user": "postgres", "host": "127.0.0.1", "port": 5432, "maintenance_dbname": "test"}
+NO_REDIS_SERVER = "needs redis-server (Debian: apt-get install redis-server) to start a Redis of its own"
 
 
 def compose_file() -> dict:
@@ -40,27 +43,23 @@ def compose_environment(service: str, **overrides) -> dict:
 
 @contextlib.contextmanager
 def fresh_postgres_database():
+    """A uniquely named database on the machine's PostgreSQL, dropped after (pytest-postgresql's janitor)."""
     name = f"itest_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with DatabaseJanitor(**POSTGRES, dbname=name):
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
-def own_redis_database():
-    """One of Redis's numbered databases, emptied before and after."""
-    url = f"{REDIS}/{random.randint(1, 15)}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
+def own_redis_server():
+    """A redis-server of our own on a free port, run by pytest-redis's executor; yields its URL."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise RuntimeError(NO_REDIS_SERVER)
+    port = port_for.get_port(None)
+    with tempfile.TemporaryDirectory(prefix="itest-redis-") as directory, \
+            RedisExecutor(executable, databases=1, redis_timeout=0, loglevel="warning", host="127.0.0.1",
+                          port=port, datadir=Path(directory)):
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 def free_port() -> int:

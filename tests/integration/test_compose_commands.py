@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from core.spec import JobSpec
 from core.train import run_spec
 from tests.integration.processes import (Process, compose_command, compose_environment, free_port,
-                                         fresh_postgres_database, own_redis_database, run_to_completion,
+                                         fresh_postgres_database, run_to_completion,
                                          wait_for_final, wait_until_ready)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -20,9 +20,10 @@ JOBS = 20
 
 
 @pytest.fixture
-def stack(tmp_path):
-    """migrate, then the API and two workers, as `docker compose up --scale worker=2` starts them."""
-    with fresh_postgres_database() as database_url, own_redis_database() as broker_url:
+def stack(tmp_path, broker_url):
+    """migrate, then the API and two workers, as `docker compose up --scale worker=2` starts them,
+    on a fresh database and this session's own Redis."""
+    with fresh_postgres_database() as database_url:
         env = compose_environment("api", DATABASE_URL=database_url, BROKER_URL=broker_url,
                                   API_KEY_SECRET=secrets.token_hex(32), RATE_LIMIT_PER_MINUTE=100_000)
         run_to_completion(compose_command("migrate"), env)
