@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.cli import jobs, keys
+from services.cli import experiments, jobs, keys
 from services.cli.common import API_ERROR, EXIT_CODES, INTERRUPTED, USAGE, Failure
 
 PROG = "mgs"
@@ -19,6 +19,7 @@ app = typer.Typer(
          "SERVICE_URL/API_KEY. Every read command takes --json.",
     epilog="Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + ".")
 jobs.register(app)
+app.add_typer(experiments.app, name="experiments")
 app.add_typer(keys.app, name="keys")
 
 
@@ -37,7 +38,10 @@ def main(argv=None):
         print(f"{PROG}: unexpected answer from the API ({type(e).__name__}: {e}); is the URL the service's API?",
               file=sys.stderr)
         sys.exit(API_ERROR)
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort:  # a question answered no
+        print(f"{PROG}: aborted", file=sys.stderr)
+        sys.exit(USAGE)
+    except KeyboardInterrupt:
         code = INTERRUPTED
     if code == INTERRUPTED:
         print(f"{PROG}: interrupted", file=sys.stderr)

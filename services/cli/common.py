@@ -2,6 +2,7 @@
 
 Every expected failure is a `Failure`: one line on stderr and a documented exit code, never a traceback."""
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,8 +26,11 @@ EXIT_CODES = {OK: "ok", USAGE: "bad command line or input file", API_ERROR: "the
               UNREACHABLE: "the API could not be reached", INTERRUPTED: "interrupted (Ctrl-C)"}
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+PIPED_WIDTH = 160
 
-out = Console(highlight=False, soft_wrap=True)          # results: stdout
+# results: stdout. Piped (not a terminal, no COLUMNS), tables get room enough not to fold.
+out = Console(highlight=False, soft_wrap=True,
+              width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPED_WIDTH)
 err = Console(stderr=True, highlight=False)             # messages, progress bars, live tables: stderr
 
 

@@ -15,20 +15,44 @@ Status = Enum("Status", {name: name for name in ("queued", "running", "succeeded
 
 
 def register(app: typer.Typer):
-    for command in (submit, list_jobs, show, loss, params, predict, graph, cancel):
+    for command in (submit, list_jobs, show, edit, loss, params, predict, graph, cancel):
         app.command(name=command.__name__.removesuffix("_jobs").replace("_", "-"))(command)
     app.command(name="status", hidden=True, help="the same as show")(show)
 
 
+TagOption = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="KEY=VALUE (repeat for several)",
+                                                       show_default=False)]
+
+
+def parse_tags(pairs):
+    tags = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise Failure(f"--tag {pair!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
+
+
 def submit(file: Annotated[Path, typer.Argument(help="a job spec, JSON (`-` reads stdin)", show_default=False)],
+           name: Annotated[Optional[str], typer.Option(help="default: the data kind and the id's start",
+                                                       show_default=False)] = None,
+           experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="an experiment's name "
+                                                             "(made on first use)", show_default=False)] = None,
+           tag: TagOption = None,
+           notes: Annotated[Optional[str], typer.Option(help="free text", show_default=False)] = None,
            wait: Annotated[bool, typer.Option("--wait", help="follow the job with a progress bar until it ends; "
                                                               "exit 3 unless it succeeded")] = False,
            poll: Annotated[float, typer.Option(min=0.05, help="seconds between polls with --wait")] = 0.5,
            as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
     """Submit a training job. Prints its id (--json: the API's answer; with --wait: the finished job)."""
-    spec = read_json(file, "a job spec")
+    body = read_json(file, "a job spec")
+    metadata = {k: v for k, v in {"name": name, "experiment": experiment, "tags": parse_tags(tag) or None,
+                                  "notes": notes}.items() if v is not None}
+    if metadata:  # beside the spec, never inside it (a file may already hold {"spec": ..., ...})
+        body = {**body, **metadata} if isinstance(body, dict) and "spec" in body else {"spec": body, **metadata}
     api = Api(url, key)
-    created = api.post("/jobs", spec)
+    created = api.post("/jobs", body)
     if not wait:
         return print_json(created) if as_json else out.print(created["id"])
     job = follow(api, created["id"], poll)
@@ -59,16 +83,23 @@ def follow(api, job_id, poll):
 
 
 def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=False)] = None,
+              experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="an experiment's name",
+                                                                show_default=False)] = None,
+              tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="KEY=VALUE, or KEY for any value; "
+                                                               "repeat: all must match", show_default=False)] = None,
               limit: Annotated[int, typer.Option(min=1, max=200, help="jobs per page")] = 50,
               cursor: Annotated[Optional[str], typer.Option(help="next page: the cursor the last one printed",
                                                             show_default=False)] = None,
               as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
     """Your jobs, newest first."""
-    page = Api(url, key).get("/jobs", status=status and status.value, limit=limit, cursor=cursor)
+    tags = [t.replace("=", ":", 1) for t in tag or ()]
+    page = Api(url, key).get("/jobs", status=status and status.value, experiment=experiment, tag=tags or None,
+                             limit=limit, cursor=cursor)
     if as_json:
         return print_json(page)
-    out.print(table(("id", "status", "created", "final loss"),
-                    [(job["id"], job["status"], when(job["created_at"]), job["final_loss"]) for job in page["items"]]))
+    out.print(table(("id", "name", "status", "created", "final loss"),
+                    [(job["id"], job["name"], job["status"], when(job["created_at"]), job["final_loss"])
+                     for job in page["items"]]))
     if page["next_cursor"]:
         err.print(f"more: --cursor {page['next_cursor']}")
 
@@ -81,7 +112,10 @@ def show(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Key 
 
 def print_job(job):
     progress, timings = job["progress"], job["timings"]
-    rows = [("id", job["id"]), ("status", job["status"] + (" (cancel requested)" if job["cancel_requested"]
+    rows = [("id", job["id"]), ("name", job["name"]), ("experiment", job["experiment"] or "–"),
+            ("tags", ", ".join(f"{k}={v}" for k, v in job["tags"].items()) or "–")]
+    rows += [("notes", job["notes"])] if job["notes"] else []
+    rows += [("status", job["status"] + (" (cancel requested)" if job["cancel_requested"]
                                                           and job["status"] not in FINAL_STATUSES else "")),
             ("progress", f"step {progress['step']} of {progress['total']}, loss {number(progress['latest_loss'])}")]
     rows += [(name.replace("_", " "), value) for name, value in (job["metrics"] or {}).items()]
@@ -93,6 +127,26 @@ def print_job(job):
     grid = table(("", ""), rows)
     grid.show_header = False
     out.print(grid)
+
+
+def edit(job_id: JobId,
+         name: Annotated[Optional[str], typer.Option(help="a new name", show_default=False)] = None,
+         tag: TagOption = None,
+         untag: Annotated[Optional[list[str]], typer.Option(help="remove the tag KEY (repeat for several)",
+                                                            show_default=False)] = None,
+         notes: Annotated[Optional[str], typer.Option(help="replace the notes", show_default=False)] = None,
+         as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Rename a job, add or change (--tag) or remove (--untag) tags, replace its notes. The spec and
+    results never change."""
+    api = Api(url, key)
+    patch = {k: v for k, v in {"name": name, "notes": notes}.items() if v is not None}
+    if tag or untag:
+        tags = {**api.get(f"/jobs/{job_id}")["tags"], **parse_tags(tag)}
+        patch["tags"] = {k: v for k, v in tags.items() if k not in set(untag or ())}
+    if not patch:
+        raise Failure("nothing to change: give --name, --tag, --untag or --notes")
+    job = api.json("PATCH", f"/jobs/{job_id}", json=patch)
+    print_json(job) if as_json else print_job(job)
 
 
 def compact(value):

@@ -126,6 +126,47 @@ def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch)
     assert json.loads(mgs(capsys, "cancel", job_id, "--json").out)["status"] == "succeeded"
 
 
+def test_run_metadata_and_experiments(server, key, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    spec = spec_file(tmp_path)
+    job_id = mgs(capsys, "submit", spec, "--name", "base", "-e", "moons-lr", "-t", "optimizer=sgd", "--tag",
+                 "lr=0.1", "--notes", "first try").out.strip()
+    other = mgs(capsys, "submit", spec, "-e", "other").out.strip()
+    job = json.loads(mgs(capsys, "show", job_id, "--json").out)
+    assert (job["name"], job["experiment"], job["tags"], job["notes"]) == (
+        "base", "moons-lr", {"optimizer": "sgd", "lr": "0.1"}, "first try")
+    shown = mgs(capsys, "show", job_id).out
+    assert "moons-lr" in shown and "optimizer=sgd, lr=0.1" in shown and "first try" in shown
+
+    def listed(*argv):
+        return [item["id"] for item in json.loads(mgs(capsys, "list", "--json", *argv).out)["items"]]
+    assert listed() == [other, job_id]
+    assert listed("-e", "moons-lr") == listed("--tag", "lr=0.1") == listed("-t", "optimizer") == [job_id]
+    assert listed("-t", "lr=0.2") == [] and listed("-e", "nope") == []
+    assert "base" in mgs(capsys, "list", "-e", "moons-lr").out
+
+    edited = json.loads(mgs(capsys, "edit", job_id, "--name", "renamed", "-t", "lr=0.2", "-t", "seed=1",
+                            "--untag", "optimizer", "--notes", "", "--json").out)
+    assert (edited["name"], edited["tags"], edited["notes"]) == ("renamed", {"lr": "0.2", "seed": "1"}, "")
+    assert "nothing to change" in mgs(capsys, "edit", job_id, code=USAGE).err
+    assert "expected KEY=VALUE" in mgs(capsys, "submit", spec, "-t", "lr", code=USAGE).err
+
+    experiments = json.loads(mgs(capsys, "experiments", "list", "--json").out)["items"]
+    assert sorted((e["name"], e["jobs"]) for e in experiments) == [("moons-lr", 1), ("other", 1)]
+    made = mgs(capsys, "experiments", "create", "empty", "--description", "for later").out.strip()
+    assert json.loads(mgs(capsys, "experiments", "show", made, "--json").out)["description"] == "for later"
+    assert "for later" in mgs(capsys, "experiments", "show", "empty").out
+    assert "409" in mgs(capsys, "experiments", "create", "empty", code=API_ERROR).err
+    assert "no experiment named 'nope'" in mgs(capsys, "experiments", "show", "nope", code=API_ERROR).err
+
+    refused = mgs(capsys, "experiments", "delete", "moons-lr", code=USAGE)  # stdin is not a terminal: no prompt
+    assert "--yes" in refused.err and listed("-e", "moons-lr") == [job_id]
+    assert "its 1 jobs" in mgs(capsys, "experiments", "delete", "moons-lr", "--yes").err
+    assert listed() == [other]
+    assert "404" in mgs(capsys, "show", job_id, code=API_ERROR).err
+
+
 def test_submit_wait_prints_the_finished_job_and_exits_3_when_it_did_not_succeed(server, key, capsys, tmp_path,
                                                                               monkeypatch):
     spec = spec_file(tmp_path)
