@@ -42,6 +42,8 @@ class Settings(BaseSettings):
 
     RATE_LIMIT_PER_MINUTE: int = 600
     MAX_ACTIVE_JOBS_PER_OWNER: int = 100
+    MAX_TRIALS: int = 1000  # per sweep
+    MAX_PARALLELISM: int = 16  # trials of one sweep queued or running at once
 
 
 @lru_cache

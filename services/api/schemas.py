@@ -3,21 +3,25 @@ import math
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Body
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WrapValidator
 
 from core.spec import Finite, JobSpec
+from core.sweep_spec import SweepSpec
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-def _strictly(data, default_validation):
-    """Strict types (no `false` for a number, no "5" for an integer); JobSpec itself is lax."""
-    return JobSpec.model_validate(data, strict=True) if isinstance(data, dict) else default_validation(data)
+def _strictly_as(model):
+    """Strict types (no `false` for a number, no "5" for an integer); the models themselves are lax."""
+    def validate(data, default_validation):
+        return model.model_validate(data, strict=True) if isinstance(data, dict) else default_validation(data)
+    return validate
 
 
+_strictly = _strictly_as(JobSpec)
 StrictSpec = Annotated[JobSpec, WrapValidator(_strictly)]
 
 MAX_TAGS = 20
@@ -30,6 +34,9 @@ Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS,
                                                description=f"key: value labels, at most {MAX_TAGS}")]
 Notes = Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")]
 Description = Annotated[str, StringConstraints(max_length=2_000, pattern=r"^[^\x00]*$")]
+SubmittedSweep = Annotated[SweepSpec, WrapValidator(_strictly_as(SweepSpec)), Body()]
+SweepStatus = Literal["running", "finished", "cancelled"]
+TrialStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
 
 
 class Closed(BaseModel):
@@ -138,6 +145,7 @@ class JobDetail(Closed):
     attempts: int
     error: Optional[str]
     cancel_requested: bool
+    sweep_id: Optional[uuid.UUID] = Field(None, description="the sweep this job is a trial of")
 
 
 class LossPointOut(Closed):
@@ -162,6 +170,51 @@ class PredictRequest(Closed):
 class PredictResponse(Closed):
     ys: list[Union[float, list[float]]] = Field(
         description="one output per sample: a number for one output neuron, else a list")
+
+
+class TrialOut(Closed):
+    number: int = Field(description="0, 1, ... in the order the search asked for them")
+    job_id: Optional[uuid.UUID] = Field(description="the trial's job (null if it was deleted)")
+    status: TrialStatus = Field(description="the job's status, or pruned when early stopping ended it")
+    pruned: bool
+    params: dict[str, Any] = Field(description="dotted spec path -> the value this trial used")
+    objective: Optional[float] = Field(description="the objective metric; null until the trial succeeds")
+    metrics: Optional[Metrics]
+    steps_done: int
+
+
+class SweepCounts(Closed):
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    pruned: int
+
+
+class SweepSummary(Closed):
+    id: uuid.UUID
+    status: SweepStatus = Field(description="running until every trial has ended (finished) or it is cancelled")
+    created_at: datetime
+    finished_at: Optional[datetime]
+    method: Literal["grid", "random", "tpe"]
+    objective: str
+    direction: Literal["minimize", "maximize"]
+    trials: int = Field(description="trials in all")
+    trials_created: int = Field(description="trials asked for so far")
+    best_objective: Optional[float]
+
+
+class SweepList(Closed):
+    items: list[SweepSummary]
+    next_cursor: Optional[str] = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class SweepDetail(SweepSummary):
+    sweep: SweepSpec = Field(description="the sweep as submitted, with defaults filled in")
+    counts: SweepCounts
+    best: Optional[TrialOut] = Field(description="the succeeded trial with the best objective")
+    leaderboard: list[TrialOut] = Field(description="succeeded trials best first, then the others by number")
 
 
 class Health(Closed):

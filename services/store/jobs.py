@@ -119,15 +119,20 @@ def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit:
 def get_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> list:
     """Rows with `.step, .loss, .accuracy, .lr`, ordered by step; plain rows, not ORM objects, because
     a long history is tens of thousands of them."""
+    points = read_loss_points(session, job_id, start, end)
+    session.commit()
+    return points
+
+
+def read_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> list:
+    """`get_loss_points` inside the caller's transaction (it does not commit)."""
     query = select(LossPoint.step, LossPoint.loss, LossPoint.accuracy, LossPoint.lr).where(
         LossPoint.job_id == _as_uuid(job_id))
     if start is not None:
         query = query.where(LossPoint.step >= _clamp_step(start))
     if end is not None:
         query = query.where(LossPoint.step <= _clamp_step(end))
-    points = session.execute(query.order_by(LossPoint.step)).all()
-    session.commit()
-    return points
+    return session.execute(query.order_by(LossPoint.step)).all()
 
 
 def get_artifact(session: Session, job_id, kind: str) -> Optional[str]:

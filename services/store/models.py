@@ -8,6 +8,7 @@ from sqlalchemy import (JSON, CheckConstraint, DateTime, ForeignKey, Index, Inte
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+SWEEP_STATUSES = ("running", "finished", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
@@ -77,6 +78,7 @@ class Job(Base):
     metrics: Mapped[Optional[dict[str, Any]]]
     error: Mapped[Optional[str]] = mapped_column(Text)
     graph_error: Mapped[Optional[str]] = mapped_column(Text)  # why a job that asked for a graph has none
+    sweep_id: Mapped[Optional[uuid.UUID]] = mapped_column(ForeignKey("sweeps.id", name="fk_jobs_sweep_id", ondelete="SET NULL"))
 
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES}", name="ck_jobs_status"),
@@ -85,6 +87,7 @@ class Job(Base):
         # What lists filter and sort on besides created_at: an experiment's runs, the final loss.
         Index("ix_jobs_owner_experiment_created", "owner", "experiment_id", "created_at"),
         Index("ix_jobs_owner_final_loss", "owner", "final_loss"),
+        Index("ix_jobs_sweep", "sweep_id"),
     )
 
 
@@ -127,3 +130,37 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex HMAC-SHA256 of the key
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[Optional[datetime]]
+
+
+class Sweep(Base):
+    """A search over a base spec. Its trials are ordinary jobs; this row and sweep_trials are the whole
+    state of the search (the Optuna study is rebuilt from them on every advance)."""
+    __tablename__ = "sweeps"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    sweep_spec: Mapped[dict[str, Any]]  # core.sweep_spec.SweepSpec, as submitted (with defaults)
+    trials: Mapped[int]  # how many trials in all
+    trials_created: Mapped[int] = mapped_column(default=0)  # never more than `trials`, even after a delete
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+
+    __table_args__ = (
+        CheckConstraint(f"status IN {SWEEP_STATUSES}", name="ck_sweeps_status"),
+        CheckConstraint("trials_created <= trials", name="ck_sweeps_trials_created"),
+        Index("ix_sweeps_owner_created", "owner", "created_at"),
+        Index("ix_sweeps_status", "status"),
+    )
+
+
+class SweepTrial(Base):
+    __tablename__ = "sweep_trials"
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, ... in the order asked
+    job_id: Mapped[Optional[uuid.UUID]] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), unique=True)
+    params: Mapped[dict[str, Any]]  # {dotted path: value}
+    system_attrs: Mapped[dict[str, Any]]  # what Optuna's sampler and pruner keep per trial (grid id, rungs)
+    pruned: Mapped[bool] = mapped_column(default=False)
+    checked_step: Mapped[Optional[int]]  # the pruner has seen the history up to this step

@@ -19,8 +19,11 @@ class TimeLimitExceeded(Exception):
 
 
 class Progress:
-    def __init__(self, job_id, token: str, time_limit_seconds: float):
+    def __init__(self, job_id, token: str, time_limit_seconds: float, after_flush=None):
+        """`after_flush()`, if given, runs after each write; returning True stops training as a cancel
+        does (a sweep's trial asks its pruner there)."""
         self.job_id, self.token = job_id, token
+        self.after_flush = after_flush
         self.time_limit_seconds = time_limit_seconds
         self.deadline = time.monotonic() + time_limit_seconds
         self.pending: list[jobs.Point] = []
@@ -63,6 +66,8 @@ class Progress:
             return
         self._database_down = False
         self.pending = []
+        if self.after_flush is not None and self.after_flush():
+            self.cancel_requested = True
 
     def take_pending(self) -> list[jobs.Point]:
         """The points not yet written, for the final write; a job that stops early (cancelled, time

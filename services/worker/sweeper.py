@@ -3,15 +3,17 @@
 It sends again the jobs that are queued but were not delivered (the message was lost, or never
 sent), and the running jobs whose heartbeat went stale (their worker died); of these, one asked
 to cancel is cancelled instead, and one that used up its attempts is failed, so crash loops end.
+It also advances every running sweep, so a sweep goes on when the worker that ran a trial died.
 Every worker runs one; several at once are harmless, since each redelivery is taken atomically
 and a duplicate delivery is refused by the claim."""
 import logging
 import threading
 import time
 
-from services import queue
+from services import queue, sweeps
 from services.config import get_settings
 from services.store import jobs
+from services.store import sweeps as sweep_store
 from services.store.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,20 @@ def sweep() -> list:
             with session_scope() as session:
                 jobs.forget_sends(session, resend[i:])
             raise
+    _advance_sweeps()
     return resend
+
+
+def _advance_sweeps() -> None:
+    """Every running sweep takes a step, so that trials a dead worker left are pruned and counted and
+    the next ones asked for (the worker that ends a trial normally does this at once)."""
+    with session_scope() as session:
+        running = sweep_store.running_sweep_ids(session)
+    for sweep_id in running:
+        try:
+            sweeps.advance(sweep_id)
+        except Exception:
+            log.warning("could not advance sweep %s; next round", sweep_id, exc_info=True)
 
 
 def start_sweeper_thread() -> threading.Thread:

@@ -9,8 +9,10 @@ import time
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.train import TrainingDiverged, run_spec
+from services import sweeps
 from services.config import get_settings
 from services.store import checkpoints, jobs
+from services.store import sweeps as sweep_store
 from services.store.db import session_scope
 from services.worker.celery_app import app
 from services.worker.checkpointing import Checkpointer
@@ -36,19 +38,24 @@ def run_job(job_id: str) -> str:
     if token is None:
         log.info("job %s is not claimable (taken, final or cancelled); nothing to do", job_id)
         return "not claimed"
+    sweep_id = _with_retries(lambda session: sweep_store.sweep_id_of_job(session, job_id))
     try:
         with Heartbeat(job_id, token, settings.HEARTBEAT_SECONDS):
-            return _train_and_save(job_id, token, settings)
+            status = _train_and_save(job_id, token, settings, sweep_id)
     except jobs.Superseded:
         log.warning("job %s was claimed by another run; this run stops without writing", job_id)
         return "superseded"
+    if sweep_id is not None:  # a trial ended: its sweep asks for the next (if this fails, the sweeper will)
+        sweeps.advance_for_trial(sweep_id, job_id)
+    return status
 
 
-def _train_and_save(job_id, token: str, settings) -> str:
+def _train_and_save(job_id, token: str, settings, sweep_id=None) -> str:
     progress = None
+    pruned = None if sweep_id is None else (lambda: sweeps.advance_for_trial(sweep_id, job_id))
     try:
         spec = _with_retries(lambda session: jobs.load_spec(session, job_id))
-        progress = Progress(job_id, token, _time_limit(spec, settings))
+        progress = Progress(job_id, token, _time_limit(spec, settings), after_flush=pruned)
         resume = _with_retries(lambda session: checkpoints.load_checkpoint(session, job_id))
         if resume is not None:
             log.info("job %s: resuming from its checkpoint at step %d of %d", job_id, resume.step, spec.steps)

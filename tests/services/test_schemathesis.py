@@ -11,13 +11,13 @@ from services.api.routes import health
 from services.store import db, keys
 from tests.services.conftest import auth, finish_job, start_job, submit
 
-EXAMPLES_PER_OPERATION = 150  # x 10 operations x 2 servers: about 2,800 requests
+EXAMPLES_PER_OPERATION = 150  # x 19 operations x 2 servers: about 5,700 requests
 # JSON Schema cannot say "model.inputs must equal the data's width" or "within MAX_STEPS", so a
 # schema-valid spec may rightly get its (documented) 422: that one check does not apply here.
 NOT_APPLICABLE = [schemathesis.checks.positive_data_acceptance]
-world = {"job_ids": [], "experiment_ids": [], "headers": {}, "client": None}  # filled by the fixture
-# (schemathesis copies the schema object). Path parameters that may be replaced by real ids:
-KNOWN = {"job_id": "job_ids", "experiment_id": "experiment_ids"}
+world = {"job_ids": [], "experiment_ids": [], "sweep_ids": [], "headers": {}, "client": None}  # filled by the
+# fixture (schemathesis copies the schema object). Path parameters that may be replaced by real ids:
+KNOWN = {"job_id": "job_ids", "experiment_id": "experiment_ids", "sweep_id": "sweep_ids"}
 
 
 @pytest.fixture(params=["open", "locked"])
@@ -38,8 +38,9 @@ def api_schema(request, make_client, monkeypatch, database_url):
     grouped = client.post("/jobs", json={"spec": {}, "experiment": "fuzz", "tags": {"k": "v"}}, headers=auth(key))
     finish_job(grouped.json()["id"])
     experiment = client.get("/experiments", headers=auth(key)).json()["items"][0]["id"]
+    sweep = client.post("/sweeps", json={"space": {"seed": [1, 2, 3]}, "trials": 3}, headers=auth(key)).json()["id"]
     world.update(job_ids=[done, running, cancelled, queued, grouped.json()["id"]], experiment_ids=[experiment],
-                 headers=auth(key), client=client)
+                 sweep_ids=[sweep], headers=auth(key), client=client)
     return schemathesis.openapi.from_asgi("/openapi.json", client.app)
 
 

@@ -246,4 +246,4 @@ def detail(session, job):
                           latest_loss=finite_or_none(job.latest_loss)),
         metrics=metrics_of(job),
         timings=Timings(queued_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at),
-        attempts=job.attempts, error=job.error, cancel_requested=job.cancel_requested)
+        attempts=job.attempts, error=job.error, cancel_requested=job.cancel_requested, sweep_id=job.sweep_id)
