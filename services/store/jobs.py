@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.spec import JobSpec
+from services.store import search
 from services.store.models import ACTIVE_STATUSES, Artifact, Checkpoint, Job, LossPoint, utcnow
 
 ARTIFACT_KINDS = ("params", "graph_svg")
@@ -91,10 +92,15 @@ def get_job(session: Session, job_id, owner: Optional[str] = None) -> Optional[J
 
 
 def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit: int = 50,
-              cursor: Optional[str] = None, experiment_id=None, tags: Optional[dict] = None
+              cursor: Optional[str] = None, experiment_id=None, tags: Optional[dict] = None,
+              conditions: Iterable[search.Condition] = (), sort: Optional[str] = None, descending: bool = True
               ) -> tuple[list[Job], Optional[str]]:
-    """Newest first. `cursor` is the opaque `next_cursor` of the previous page; a malformed one raises ValueError.
-    `tags` keeps the jobs that have every one of those tags (a value of None: the key with any value)."""
+    """Newest first, or by `sort` (a search.sort_column key; jobs without a value come last, ties newest first).
+    `cursor` is the opaque `next_cursor` of the previous page; a malformed one (or one made for another
+    sort) raises ValueError. `tags` keeps the jobs that have every one of those tags (a value of None: the key
+    with any value); `conditions` come from search.parse_filter."""
+    if sort == "created_at" and descending:
+        sort = None  # the default order, with its plain cursor
     query = select(Job).where(Job.owner == owner)
     if status is not None:
         query = query.where(Job.status == status)
@@ -103,17 +109,36 @@ def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit:
     for key, value in (tags or {}).items():
         tag = Job.tags[key].as_string()
         query = query.where(tag.is_not(None) if value is None else tag == value)
+    query = query.where(*search.where(list(conditions)))
+    key = None if sort is None else search.sort_column(sort)
     if cursor is not None:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(or_(Job.created_at < created_at,
-                                and_(Job.created_at == created_at, Job.id < last_id)))
+        created_at, last_id, *after = _decode_cursor(cursor)
+        newer = or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id))
+        if after != ([] if key is None else [sort, descending, after[-1] if after else None]):
+            raise ValueError(f"cursor {cursor!r} belongs to another sort order")
+        if key is not None:
+            value = after[-1]
+            newer = _after(key, descending, datetime.fromisoformat(value) if sort == "created_at" else value, newer)
+        query = query.where(newer)
+    if key is not None:
+        query = query.order_by(key.is_(None), key.desc() if descending else key.asc())
     query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    jobs = list(session.scalars(query))
+    rows = session.execute(query.add_columns(*([] if key is None else [key]))).all()
     session.commit()
-    if len(jobs) <= limit:
-        return jobs, None
-    jobs = jobs[:limit]
-    return jobs, _encode_cursor(jobs[-1])
+    if len(rows) <= limit:
+        return [row[0] for row in rows], None
+    rows = rows[:limit]
+    last = rows[-1]
+    value = None if key is None else last[1].isoformat() if isinstance(last[1], datetime) else last[1]
+    return [row[0] for row in rows], _encode_cursor(last[0], *([] if key is None else [sort, descending, value]))
+
+
+def _after(key, descending: bool, value, newer):
+    """Rows after (value, created_at, id) in the order: key (nulls last), then newest first."""
+    if value is None:
+        return and_(key.is_(None), newer)
+    beyond = key < value if descending else key > value
+    return or_(key.is_(None), beyond, and_(key == value, newer))
 
 
 def get_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> list:
@@ -341,15 +366,22 @@ def _as_uuid(job_id) -> uuid.UUID:
     return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
 
 
-def _encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), str(job.id)])
+def _encode_cursor(job: Job, *sort_position) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id), *sort_position])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _decode_cursor(cursor: str) -> list:
+    """[created_at, id] or, for a sorted list, [created_at, id, sort key, descending, the key's value]."""
     try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        created_at, job_id, *sort_position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if sort_position:
+            sort, descending, value = sort_position
+            if not isinstance(value, (str, int, float, type(None))) or isinstance(value, bool):
+                raise TypeError(f"not a sort value: {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"not a finite sort value: {value!r}")
         # Compared in UTC, as stored: a date that leaves the calendar in UTC fails here, not in the query.
-        return datetime.fromisoformat(created_at).astimezone(timezone.utc), uuid.UUID(str(job_id))
+        return [datetime.fromisoformat(created_at).astimezone(timezone.utc), uuid.UUID(str(job_id)), *sort_position]
     except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(f"malformed cursor {cursor!r}") from e

@@ -3,7 +3,7 @@ import json
 import logging
 import math
 import uuid
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -19,7 +19,7 @@ from services.api.limits import predict_limit_errors, spec_limit_errors
 from services.api.schemas import (TAG_KEY, ErrorDetail, JobCreated, JobDetail, JobList, JobPatch, JobStatus,
                                   JobSubmission, JobSummary, LossHistory, LossPointOut, Metrics, PredictRequest,
                                   PredictResponse, Progress, Submission, Timings, finite_or_none)
-from services.store import experiments as experiment_store, jobs as job_store
+from services.store import experiments as experiment_store, jobs as job_store, search
 from services.store.jobs import STEP_LIMIT
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,25 @@ def list_jobs(session: SessionDep, owner: OwnerDep,
               experiment: Annotated[Optional[str], Query(max_length=200, description="an experiment's name")] = None,
               tag: Annotated[Optional[list[str]], Query(
                   description="`key:value`, or `key` for any value; repeat for several (all must match)")] = None,
+              filter: Annotated[Optional[str], Query(max_length=1000, description=(
+                  "conditions joined by `and` on spec fields and metrics, e.g. "
+                  "`optimizer.lr>=0.05 and metrics.val_accuracy>0.9 and data.kind=moons`"))] = None,
+              sort: Annotated[str, Query(max_length=100, description=(
+                  "created_at, name, a spec field (optimizer.lr) or metrics.<name>; jobs without it come last"))
+              ] = "created_at",
+              order: Literal["asc", "desc"] = "desc",
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              cursor: Annotated[Optional[str], Query(max_length=200, description="from the previous page")] = None):
+              cursor: Annotated[Optional[str], Query(max_length=1000, description="from the previous page")] = None):
+    """Your jobs, filtered and sorted, a page at a time."""
     tags = parse_tags(tag or [])
+    try:
+        conditions = search.parse_filter(filter) if filter is not None else []
+    except search.FilterError as e:
+        raise RequestValidationError([{"loc": ("query", "filter"), "msg": str(e), "type": "value_error"}])
+    try:
+        search.sort_column(sort)
+    except search.FilterError as e:
+        raise RequestValidationError([{"loc": ("query", "sort"), "msg": str(e), "type": "value_error"}])
     experiment_id = None
     if experiment is not None:
         found = experiment_store.find_experiment(session, owner, experiment)
@@ -111,7 +127,8 @@ def list_jobs(session: SessionDep, owner: OwnerDep,
         experiment_id = found.id
     try:
         jobs, next_cursor = job_store.list_jobs(session, owner, status=status, limit=limit, cursor=cursor,
-                                                experiment_id=experiment_id, tags=tags)
+                                                experiment_id=experiment_id, tags=tags, conditions=conditions,
+                                                sort=sort, descending=order == "desc")
     except ValueError as e:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": f"invalid cursor: {e}",
                                        "type": "value_error", "input": cursor}])
