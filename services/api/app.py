@@ -13,7 +13,7 @@ from starlette.routing import Match
 
 from services.api.body_limit import BodySizeLimit
 from services.api.rate_limit import SlidingWindowLimiter
-from services.api.routes import experiments, health, jobs, sweeps
+from services.api.routes import compare, experiments, health, jobs, sweeps
 from services.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(experiments.router)
     app.include_router(sweeps.router)
+    app.include_router(compare.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, allow_every_method_of_the_path)

@@ -162,6 +162,23 @@ class LossHistory(Closed):
     points: list[LossPointOut]
 
 
+class ComparedRun(Closed):
+    id: uuid.UUID
+    name: str
+    status: JobStatus
+    experiment: Optional[str]
+    tags: dict[str, str]
+    metrics: Optional[Metrics]
+    loss: list[Optional[float]] = Field(description="the loss at each of `steps`; null where none was recorded")
+
+
+class Comparison(Closed):
+    runs: list[ComparedRun] = Field(description="in the order the ids were given")
+    differences: dict[str, list[Any]] = Field(
+        description="dotted spec path -> each run's value, for the paths whose values differ")
+    steps: list[int] = Field(description="the common step grid of the runs' `loss`")
+
+
 class PredictRequest(Closed):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     xs: list[list[Finite]] = Field(min_length=1, description="one list of inputs per sample")

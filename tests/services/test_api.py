@@ -306,7 +306,7 @@ def test_openapi_schema_documents_every_route(client):
     assert set(paths) == {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/jobs/{job_id}/loss",
                           "/jobs/{job_id}/params", "/jobs/{job_id}/graph.svg", "/jobs/{job_id}/predict",
                           "/healthz", "/readyz", "/experiments", "/experiments/{experiment_id}",
-                          "/sweeps", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/cancel"}
+                          "/sweeps", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/cancel", "/compare"}
     assert "image/svg+xml" in paths["/jobs/{job_id}/graph.svg"]["get"]["responses"]["200"]["content"]
 
 
