@@ -76,6 +76,7 @@ def delete_jobs(session: Session, job_ids: list) -> None:
     session.execute(_update_jobs().where(Job.id.in_(ids)).values(cancel_requested=True))
     session.execute(delete(LossPoint).where(LossPoint.job_id.in_(ids)))
     session.execute(delete(Artifact).where(Artifact.job_id.in_(ids)))
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_(ids)))
     session.execute(delete(Job).where(Job.id.in_(ids)))
 
 
