@@ -49,11 +49,12 @@ class CompiledLoss:
         return (f"CompiledLoss({self.loss_name}: {len(self.program.steps)} steps, {products} of them "
                 f"matrix products, {self.program.n_rows} rows per sample)")
 
-    def loss_and_grads(self, xs, ys):
+    def loss_and_grads(self, xs, ys, fallback=True):
         """(batch loss incl. L2, per-sample outputs); sets every parameter's .grad to
         d(loss)/d(parameter). A batch that reaches a value where the interpreted engine
         raises or returns inf/nan is run by the interpreted engine, so the answer
-        (or the error) is always the interpreted one."""
+        (or the error) is always the interpreted one; with fallback=False it raises
+        OverflowError instead (a batch too big for one interpreted graph)."""
         inputs, targets = self._checked_batch(xs, ys)
         params = np.fromiter((p.data for p in self.parameters), dtype=float, count=len(self.parameters))
         try:
@@ -62,6 +63,8 @@ class CompiledLoss:
             if not (math.isfinite(loss) and np.isfinite(grads).all()):
                 raise Unreplayable("the loss or a gradient is not finite")
         except Unreplayable as reason:
+            if not fallback:
+                raise OverflowError(f"not replayable: {reason}") from None
             log.info("this batch runs on the interpreted engine: %s", reason)
             return interpreted_loss_and_grads(self.model, self.loss_name, self.l2, xs, ys)
         for p, g in zip(self.parameters, grads.tolist()):

@@ -6,6 +6,7 @@ produce the same history format."""
 import logging
 import math
 import random
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,6 +18,9 @@ from core.nn import MLP
 from core.optim import SGD, Adam, make_schedule
 
 log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 0.2  # how often a long single call (compiling, drawing) lets the caller's check() run
+EVAL_CHUNK = 1024    # samples per call of the compiled engine in the final metrics (arrays, not graphs)
 
 
 @dataclass
@@ -61,21 +65,54 @@ class TrainingDiverged(Exception):
         return type(self), (self.step, self.history, self.reason)
 
 
-def _loss_function(engine, model, loss_name, l2, n_inputs):
-    """(loss_and_grads(xs, ys), name of the engine that will run)."""
+def _loss_function(engine, model, loss_name, l2, n_inputs, check=None):
+    """(loss_and_grads(xs, ys), name of the engine that will run, the CompiledLoss or None)."""
     def interpreted(xs, ys):
         return interpreted_loss_and_grads(model, loss_name, l2, xs, ys)
 
     if engine == "interpreted":
-        return interpreted, "interpreted"
+        return interpreted, "interpreted", None
     if engine != "compiled":
         raise ValueError(f"unknown engine {engine!r}; choose 'compiled' or 'interpreted'")
+    compiled = _compiled(model, loss_name, l2, n_inputs, check)
+    if compiled is None:
+        return interpreted, "interpreted", None
+    return compiled.loss_and_grads, "compiled", compiled
+
+
+def _compiled(model, loss_name, l2, n_inputs, check):
+    """The CompiledLoss, or None when the model cannot compile. Compiling a wide model takes
+    seconds: check() keeps running meanwhile."""
     try:
-        compiled = core.compile.compile_loss(model, loss_name, l2, n_inputs)
+        return interruptible(lambda: core.compile.compile_loss(model, loss_name, l2, n_inputs), check)
     except core.compile.CannotCompile as e:
         log.warning("cannot compile this model (%s); using the interpreted engine", e)
-        return interpreted, "interpreted"
-    return compiled.loss_and_grads, "compiled"
+        return None
+
+
+def interruptible(work, check=None):
+    """work(), run in a helper thread while this thread calls check() every CHECK_SECONDS, so a
+    long single call (compiling, drawing a graph) ends as soon as check() raises. The abandoned
+    call then runs on, in the background, to its end (its work is bounded by the spec's limits);
+    its result is dropped. Without check, work() runs here."""
+    if check is None:
+        return work()
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except BaseException as e:  # handed to the waiting thread
+            outcome["error"] = e
+
+    helper = threading.Thread(target=run, name="core-interruptible", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(CHECK_SECONDS)
+        check()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 # -- accuracy -----------------------------------------------------------------
@@ -113,7 +150,8 @@ def _fraction(hits):
 # -- the loop -----------------------------------------------------------------
 
 def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None, l2=0.0, seed=0,
-          engine="compiled", callback=None, loss_every=1, validation=None, resume=None, checkpoint=None):
+          engine="compiled", callback=None, loss_every=1, validation=None, resume=None, checkpoint=None,
+          check=None):
     """Train `model` for `steps` steps and return a TrainResult.
 
     optimizer: an SGD or Adam over model.parameters() (default SGD, lr 0.1);
@@ -123,11 +161,13 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
     resume: a TrainState of an earlier run of the same training, to go on from (the history then
     starts at its step);
     checkpoint(snapshot) after every step's callback: snapshot() is the TrainState now (a copy of
-    every parameter; call it only when a checkpoint is due)."""
+    every parameter; call it only when a checkpoint is due);
+    check(): called before every step, every chunk of the final metrics and every
+    CHECK_SECONDS of compiling; it stops training by raising (a time limit, a cancel)."""
     _check_arguments(loss, xs, ys, steps, batch_size, loss_every)
     xs, ys = _plain_lists(xs), _plain_lists(ys)
     optimizer = optimizer if optimizer is not None else SGD(model.parameters(), lr=0.1)
-    loss_and_grads, engine_used = _loss_function(engine, model, loss, l2, len(xs[0]))
+    loss_and_grads, engine_used, compiled = _loss_function(engine, model, loss, l2, len(xs[0]), check)
     score = accuracy_rule(loss, ys)
     rng = random.Random(seed)
     batches = _batch_indices(len(xs), batch_size, rng)
@@ -140,6 +180,8 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
         return TrainState(steps_done, [p.data for p in model.parameters()], optimizer.state(),
                           [version, list(internal), gauss], last_loss)
     for step in range(steps_done, steps):
+        if check is not None:
+            check()
         batch = next(batches)
         batch_xs = xs if batch is None else [xs[i] for i in batch]
         batch_ys = ys if batch is None else [ys[i] for i in batch]
@@ -156,8 +198,9 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
             break
         if checkpoint is not None:
             checkpoint(snapshot)
-    evaluate = _in_chunks(loss_and_grads, min(batch_size or len(xs), len(xs)), LOSSES[loss][1] == "mean",
-                          penalty=lambda: l2 * sum(p.data * p.data for p in model.parameters()))
+    if compiled is None and engine == "interpreted":
+        compiled = _compiled(model, loss, l2, len(xs[0]), check)
+    evaluate = _final_evaluation(model, loss, l2, compiled, min(batch_size or len(xs), len(xs)), check)
     metrics = _final_metrics(evaluate, score, xs, ys, validation, last_loss, steps_done)
     return TrainResult(history, model.to_json(), metrics, None, stopped_early, engine_used)
 
@@ -187,6 +230,29 @@ def _guarded_step(loss_and_grads, xs, ys, step, history):
     return loss_value, outputs
 
 
+def _no_check():
+    pass
+
+
+def _final_evaluation(model, loss_name, l2, compiled, batch, check):
+    """loss_and_grads(xs, ys) for the final metrics, over any number of samples. The compiled
+    engine whenever the model compiles (train() compiles it also for a job trained interpreted:
+    the final pass covers every sample and would take far longer than its steps), EVAL_CHUNK
+    samples or a batch at a time (a chunk that overflows has no metric: never an interpreted
+    graph of EVAL_CHUNK samples); else the interpreted one, a training batch at a time."""
+    check = check or _no_check
+    penalty = lambda: l2 * sum(p.data * p.data for p in model.parameters())  # noqa: E731
+    mean = LOSSES[loss_name][1] == "mean"
+    if compiled is not None:
+        def vectorised(xs, ys):
+            return compiled.loss_and_grads(xs, ys, fallback=False)
+        return _in_chunks(vectorised, max(batch, EVAL_CHUNK), mean, penalty, check)
+
+    def interpreted(xs, ys):
+        return interpreted_loss_and_grads(model, loss_name, l2, xs, ys)
+    return _in_chunks(interpreted, batch, mean, penalty, check)
+
+
 def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_done):
     """Training accuracy and validation loss/accuracy at the final parameters.
     The training samples go last, so the parameters are left holding their
@@ -205,17 +271,19 @@ def _final_metrics(loss_and_grads, score, xs, ys, validation, last_loss, steps_d
     return metrics
 
 
-def _in_chunks(loss_and_grads, chunk, mean, penalty):
+def _in_chunks(loss_and_grads, chunk, mean, penalty, check):
     """loss_and_grads over any number of samples, at most `chunk` (a training
     step's batch) at a time: a job training on mini-batches may have far more
     samples than one graph can hold. The chunks' losses combine into the whole
-    set's; each includes the L2 term, penalty(), once."""
+    set's; each includes the L2 term, penalty(), once. check() runs before every chunk."""
     def evaluate(xs, ys):
+        check()
         if len(xs) <= chunk:
             return loss_and_grads(xs, ys)
         l2_term = penalty()
         total, outputs = l2_term, []
         for start in range(0, len(xs), chunk):
+            check()
             part, part_outputs = loss_and_grads(xs[start:start + chunk], ys[start:start + chunk])
             total += (part - l2_term) * (len(part_outputs) / len(xs) if mean else 1.0)
             outputs += part_outputs
@@ -264,21 +332,28 @@ def predict(params, xs):
 
 # -- from a JobSpec -----------------------------------------------------------
 
-def run_spec(spec, callback=None, resume=None, checkpoint=None):
+def run_spec(spec, callback=None, resume=None, checkpoint=None, check=None):
     """Build data, model, loss and optimizer from a JobSpec and train; the
     same spec and seed give bitwise-identical history and parameters, also
-    when resumed from a TrainState of an earlier run (see train)."""
+    when resumed from a TrainState of an earlier run (see train).
+    check() (see train()) also runs between the phases and while the graph is drawn."""
+    between_phases = check or _no_check
+    between_phases()
     xs, ys = _spec_data(spec)
     n_outputs = spec.model.layers[-1]
     ys = encode_targets(spec.loss, ys, n_outputs, labels_are_classes=spec.data.kind != "inline")
     train_xs, train_ys, val_xs, val_ys = train_validation_split(
         xs, ys, spec.data.validation_fraction, spec.seed)
+    between_phases()
     model = MLP(spec.input_count(), spec.model.layers, spec.model.activation_list(), seed=spec.seed)
     result = train(model, train_xs, train_ys, spec.loss, make_optimizer(spec.optimizer, model, spec.steps),
                    spec.steps, spec.batch_size, spec.l2, spec.seed, spec.engine, callback,
-                   spec.record.loss_every, validation=(val_xs, val_ys), resume=resume, checkpoint=checkpoint)
+                   spec.record.loss_every, validation=(val_xs, val_ys), resume=resume, checkpoint=checkpoint,
+                   check=check)
     if spec.record.graph_svg:
-        result.graph_svg, result.graph_error = _graph_svg(model, spec, train_xs, train_ys)
+        result.graph_svg, result.graph_error = interruptible(
+            lambda: _graph_svg(model, spec, train_xs, train_ys), check)
+        between_phases()
     return result
 
 

@@ -18,6 +18,11 @@ class TimeLimitExceeded(Exception):
     pass
 
 
+class Cancelled(Exception):
+    """A cancel was requested while training had no step to stop after (compiling, the final
+    metrics, drawing the graph)."""
+
+
 class Progress:
     def __init__(self, job_id, token: str, time_limit_seconds: float, after_flush=None):
         """`after_flush()`, if given, runs after each write; returning True stops training as a cancel
@@ -43,13 +48,27 @@ class Progress:
             self.pending.append(point)
         self._last_unrecorded = None if record.recorded else point
         now = time.monotonic()
-        if now > self.deadline:
-            raise TimeLimitExceeded(f"time limit exceeded ({self.time_limit_seconds:g} s) "
-                                    f"after {self.steps_done} steps")
+        self._check_deadline(now)
         batch_full = len(self.pending) >= FLUSH_POINTS and not self._database_down
         if batch_full or now - self._last_flush >= FLUSH_SECONDS:
             self.flush()
         return not self.cancel_requested
+
+    def check(self) -> None:
+        """core's check(): called between and inside the phases of a job (compiling, every step, every
+        chunk of the final metrics, drawing the graph); raises TimeLimitExceeded past the deadline,
+        Cancelled once a cancel is seen (looked up every FLUSH_SECONDS, with the pending points)."""
+        now = time.monotonic()
+        self._check_deadline(now)
+        if now - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+        if self.cancel_requested:
+            raise Cancelled(f"cancelled after {self.steps_done} steps")
+
+    def _check_deadline(self, now: float) -> None:
+        if now > self.deadline:
+            raise TimeLimitExceeded(f"time limit exceeded ({self.time_limit_seconds:g} s) "
+                                    f"after {self.steps_done} steps")
 
     def flush(self) -> None:
         """Writes the pending points. If the database is unreachable they stay pending for the next flush;

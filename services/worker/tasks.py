@@ -17,7 +17,7 @@ from services.store.db import session_scope
 from services.worker.celery_app import app
 from services.worker.checkpointing import Checkpointer
 from services.worker.heartbeat import Heartbeat
-from services.worker.progress import Progress, TimeLimitExceeded
+from services.worker.progress import Cancelled, Progress, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,10 @@ def _train_and_save(job_id, token: str, settings, sweep_id=None) -> str:
             progress.steps_done = resume.step
         checkpoint = Checkpointer(job_id, token, progress, settings.CHECKPOINT_STEPS, settings.CHECKPOINT_SECONDS,
                                   start_step=progress.steps_done)
-        result = run_spec(spec, callback=progress, resume=resume, checkpoint=checkpoint)
+        result = run_spec(spec, callback=progress, resume=resume, checkpoint=checkpoint, check=progress.check)
+        progress.check()  # saving starts within the time limit, and not after a cancel
+    except Cancelled:
+        return _cancel(job_id, token, progress)
     except TrainingDiverged as e:
         return _fail(job_id, token, str(e), progress)
     except TimeLimitExceeded as e:
@@ -80,6 +83,16 @@ def _train_and_save(job_id, token: str, settings, sweep_id=None) -> str:
     _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
                                                   result.metrics, params, svg, graph_error=graph_error))
     return status
+
+
+def _cancel(job_id, token: str, progress) -> str:
+    """A cancel seen between steps or outside them: the history so far, no results."""
+    points = progress.take_pending()
+    metrics = {"final_loss": progress.latest_loss, "accuracy": None, "val_loss": None, "val_accuracy": None,
+               "steps_done": progress.steps_done}
+    _with_retries(lambda session: jobs.finish_job(session, job_id, token, "cancelled", points, progress.steps_done,
+                                                  metrics, None, None))
+    return "cancelled"
 
 
 def _fail(job_id, token: str, reason: str, progress) -> str:

@@ -4,11 +4,13 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 import core.compile
+import core.train
 from core import MLP
 from core.data import generate, seed_example
 from core.optim import SGD, linear_decay
@@ -144,8 +146,12 @@ def test_after_training_the_parameters_hold_the_training_samples_gradients():
     model = MLP(2, [4, 1], seed=0)
     train(model, xs[:15], ys[:15], "hinge", steps=3, engine="interpreted", validation=(xs[15:], ys[15:]))
     held = [p.grad for p in model.parameters()]
+    interpreted_loss_and_grads(model, "hinge", 0.0, xs[15:], ys[15:])
+    validation_grads = [p.grad for p in model.parameters()]
     interpreted_loss_and_grads(model, "hinge", 0.0, xs[:15], ys[:15])
-    assert held == [p.grad for p in model.parameters()]
+    # (computed by the compiled engine, which the final metrics use: equal to rounding)
+    assert held == pytest.approx([p.grad for p in model.parameters()], rel=1e-12, abs=1e-15)
+    assert held != pytest.approx(validation_grads, rel=1e-6)
 
 
 def test_when_the_graph_cannot_be_drawn_a_job_still_trains_and_says_why(monkeypatch, caplog):
@@ -169,7 +175,11 @@ def test_a_job_that_asked_for_no_graph_has_no_graph_and_no_error():
 @pytest.mark.parametrize("loss", ["mse", "sse"])
 def test_the_final_evaluation_is_never_bigger_than_a_training_step(monkeypatch, loss):
     """A job may train on mini-batches of far more samples than one graph could hold:
-    the final metrics run in chunks of batch_size, and still measure the whole set."""
+    without the compiled engine, the final metrics run in chunks of batch_size, and
+    still measure the whole set."""
+    def cannot_compile(*args):
+        raise core.compile.CannotCompile("as for a graph the tape cannot replay")
+    monkeypatch.setattr(core.compile, "compile_loss", cannot_compile)
     xs, ys = generate("moons", n_samples=40, noise=0.1, seed=0)
     ys = [1.0 if y else -1.0 for y in ys]
     sizes = []
@@ -270,3 +280,96 @@ def test_accuracy_rules():
     assert accuracy_rule("sse", [[1.0, -1.0], [-1.0, 1.0]])([[0.2, 0.1], [0.0, 0.4]], [[1.0, -1.0]] * 2) == 0.5
     assert accuracy_rule("sse", [1.0, -1.0])([0.3, 0.2], [1.0, -1.0]) == 0.5
     assert accuracy_rule("sse", [0.5, -1.0]) is None
+
+
+# -- check(): a time limit or a cancel stops every phase -------------------------------------
+
+class Stop(Exception):
+    pass
+
+
+def test_check_runs_in_every_chunk_of_the_final_metrics_and_its_exception_stops_them():
+    """The final pass covers every sample; a caller's check() must be able to stop it."""
+    xs, ys = generate("moons", n_samples=3000, noise=0.1, seed=0)
+    ys = [1.0 if y else -1.0 for y in ys]
+    calls, steps_seen = [], []
+
+    def check():
+        calls.append(len(steps_seen))
+        if steps_seen and len(calls) > 3:  # the final pass has begun
+            raise Stop
+    with pytest.raises(Stop):
+        train(MLP(2, [4, 1], seed=0), xs, ys, "hinge", steps=2, batch_size=1, engine="interpreted",
+              callback=steps_seen.append, check=check)
+    assert calls[:2] == [0, 1] and len(steps_seen) == 2  # before each step, then in the final pass
+
+
+def test_the_final_metrics_of_an_interpreted_job_run_on_the_compiled_engine(monkeypatch):
+    """Not one interpreted graph per sample: a batch_size 1 job over 10,000 samples would spend
+    minutes there after a one-step training."""
+    xs, ys = generate("moons", n_samples=200, noise=0.1, seed=0)
+    ys = [1.0 if y else -1.0 for y in ys]
+    sizes = []
+
+    def spy(*args):
+        sizes.append(len(args[3]))
+        return interpreted_loss_and_grads(*args)
+    monkeypatch.setattr("core.train.interpreted_loss_and_grads", spy)
+    model = MLP(2, [8, 1], seed=0)
+    metrics = train(model, xs[:100], ys[:100], "hinge", steps=2, batch_size=1, engine="interpreted",
+                    validation=(xs[100:], ys[100:])).metrics
+    assert sizes == [1, 1]  # the two steps only
+    val_loss, _ = interpreted_loss_and_grads(model, "hinge", 0.0, xs[100:], ys[100:])
+    assert metrics["val_loss"] == pytest.approx(val_loss, rel=1e-12)
+
+
+def test_a_long_compile_stops_when_check_raises(monkeypatch):
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_compile(*args):
+        release.wait(30)
+        finished.set()
+        raise core.compile.CannotCompile("released")
+    monkeypatch.setattr(core.compile, "compile_loss", slow_compile)
+    xs, ys = seed_example()
+    checks = []
+
+    def check():
+        checks.append(1)
+        if len(checks) >= 3:
+            raise Stop
+    try:
+        with pytest.raises(Stop):
+            train(MLP(3, [4, 1], seed=0), xs, ys, "sse", steps=5, engine="compiled", check=check)
+        assert not finished.is_set()  # stopped while the compile was still running
+    finally:
+        release.set()
+
+
+def test_drawing_the_graph_stops_when_check_raises(monkeypatch):
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_drawing(*args):
+        release.wait(30)
+        finished.set()
+        return "<svg/>", None
+    monkeypatch.setattr("core.train._graph_svg", slow_drawing)
+    drawing = []
+
+    def check():
+        if drawing:
+            raise Stop
+    monkeypatch.setattr("core.train.CHECK_SECONDS", 0.05)
+    real_train = core.train.train
+
+    def train_then_draw(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        drawing.append(1)
+        return result
+    monkeypatch.setattr("core.train.train", train_then_draw)
+    try:
+        with pytest.raises(Stop):
+            run_spec(JobSpec(steps=2), check=check)
+        assert not finished.is_set()
+    finally:
+        release.set()

@@ -46,8 +46,9 @@ def artifact(job_id, kind):
 
 
 def fake_training(monkeypatch, worker, train):
-    """Replaces core's run_spec with `train(spec, callback)` (which neither resumes nor checkpoints)."""
-    monkeypatch.setattr(worker, "run_spec", lambda spec, callback, **checkpointing: train(spec, callback))
+    """Replaces core's run_spec with `train(spec, callback)` (which neither resumes nor checkpoints, nor
+    calls check())."""
+    monkeypatch.setattr(worker, "run_spec", lambda spec, callback, **hooks: train(spec, callback))
 
 
 def record(step, loss=1.0):
@@ -264,3 +265,51 @@ def test_a_job_delivered_while_the_database_is_down_runs_when_it_is_back(worker,
     monkeypatch.setattr(jobs, "claim_job", claim_after_an_outage)
     job_id = submit(steps=5, record={"graph_svg": False})
     assert worker.run_job(str(job_id)) == "succeeded" and len(calls) == 2
+
+
+def test_the_time_limit_holds_in_the_final_metrics_pass(worker):
+    """Issue 9's reproduction, smaller: one step of batch 1, then a final pass over every sample
+    of a wide model. It ran on for minutes, past its limit; now it fails at the limit (while compiling
+    the model for the final pass, or during it)."""
+    job_id = submit(model={"layers": [256, 256, 256, 1]}, data={"kind": "moons", "n_samples": 10_000},
+                    batch_size=1, steps=1, engine="interpreted", loss="hinge", time_limit_seconds=3,
+                    record={"graph_svg": False})
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(worker.run_job(str(job_id))), daemon=True)
+    thread.start()
+    thread.join(timeout=60)  # the limit is 3 s; before the fix this took many minutes
+    assert outcome == ["failed"]
+    job = load(job_id)
+    assert job.status == "failed" and job.error.startswith("time limit exceeded (3 s)")
+
+
+def test_a_cancel_during_the_final_metrics_pass_ends_the_job(worker, monkeypatch):
+    """After the last step nothing asked for the cancel: the job ran its whole final pass and succeeded."""
+    interrupted = []
+
+    def train(spec, callback, check, **hooks):
+        callback(record(0))
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:  # the final pass, chunk by chunk
+                check()
+                time.sleep(0.01)
+        except BaseException:
+            interrupted.append(True)
+            raise
+        return TrainResult([], {}, {"final_loss": 1.0}, None, False, "compiled")
+
+    monkeypatch.setattr(worker, "run_spec", train)
+    job_id = submit(steps=1, record={"graph_svg": False})
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(worker.run_job(str(job_id))), daemon=True)
+    thread.start()
+    while load(job_id).progress_step != 1:
+        time.sleep(0.05)
+    with session_scope() as session:
+        jobs.cancel_job(session, job_id)
+    thread.join(timeout=60)
+    assert outcome == ["cancelled"] and interrupted == [True]
+    job = load(job_id)
+    assert job.status == "cancelled" and [step for step, _ in history(job_id)] == [0]
+    assert artifact(job_id, "params") is None
