@@ -1,15 +1,20 @@
 """Fault injection, measured: each scenario of tests/faults/scenarios.py run a few times against
 real processes (API, Celery workers, a throwaway PostgreSQL and Redis), then a table of
-jobs lost, jobs duplicated and the time from the fault to every job being final (median).
+jobs lost, jobs duplicated, steps recomputed and the time from the fault to every job being final (median).
 
     .venv/bin/python benchmarks/faults.py [--trials 3] [--only redis,postgres]
 
 A job is lost when it does not succeed within the timeout or its history misses a step of the
 reference run; duplicated when a step is served twice, a value differs from the reference run
 (two runs mixed) or its parameters differ. Re-runs: attempts beyond one per job (the price of
-at-least-once execution). Recovery: from the fault to the last of its jobs being final."""
+at-least-once execution). Steps recomputed: of the steps a re-run job had reported done at the fault,
+those its re-run computed again (from its last checkpoint, or from step 0 without one), in all and as a
+share of the jobs' steps. Recovery: from the fault to the last of its jobs being final.
+
+Workers checkpoint every 0.5 s (tests/faults/harness.py) unless a row says otherwise."""
 import argparse
 import itertools
+import random
 import shutil
 import statistics
 import sys
@@ -20,16 +25,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.faults import scenarios  # noqa: E402
-from tests.faults.checks import recorded_curve, reference_run, served_curve  # noqa: E402
+from tests.faults.checks import recorded_curve, reference_run, served_curve, steps_recomputed  # noqa: E402
 from tests.faults.client import JobClient  # noqa: E402
 from tests.faults.harness import Cluster, migrate  # noqa: E402
 from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis  # noqa: E402
 
 FINAL_TIMEOUT_SECONDS = 120
 TEMPLATE_DB = "bench_template"
+LONG_JOB = 4.0  # times the fault tests' job length (about 3 s here): about 12 s
+KILL_DELAY = random.Random(0)  # the 80% kills land 0-1 s after the progress write that passed 80%
 
-SCENARIOS = {  # name -> (label, inject(cluster, client, servers) -> Fault)
+SCENARIOS = {  # name -> (label, inject(cluster, client, servers) -> Fault[, environment of the service])
     "child": ("pool process SIGKILL", lambda c, j, s: scenarios.pool_child_killed(c, j)),
+    "at80": ("pool SIGKILL at 80%, ckpt every 1 s",
+             lambda c, j, s: scenarios.pool_child_killed_at(c, j, 0.8, LONG_JOB, KILL_DELAY.uniform(0, 1)),
+             {"CHECKPOINT_SECONDS": 1}),
+    "at80-none": ("pool SIGKILL at 80%, no checkpoints",
+                  lambda c, j, s: scenarios.pool_child_killed_at(c, j, 0.8, LONG_JOB, KILL_DELAY.uniform(0, 1)),
+                  {"CHECKPOINT_SECONDS": 0}),
     "worker": ("worker SIGKILL, other alive", lambda c, j, s: scenarios.whole_worker_killed(c, j)),
     "twice": ("job delivered twice", lambda c, j, s: scenarios.delivered_twice(c, j)),
     "sigterm": ("worker SIGTERM mid-job", lambda c, j, s: scenarios.sigterm_mid_job(c, j)),
@@ -56,11 +69,11 @@ def judge(client, job_id, spec):
     return lost, duplicated, job["attempts"]
 
 
-def run_trial(inject, servers, database):
+def run_trial(inject, servers, database, env):
     servers["postgres"].sql(f"CREATE DATABASE {database} TEMPLATE {TEMPLATE_DB}")
     servers["redis"].flush()
     log_dir = tempfile.mkdtemp(prefix="faults-bench-")
-    cluster = Cluster(servers["postgres"].url(database), servers["redis"].url, log_dir)
+    cluster = Cluster(servers["postgres"].url(database), servers["redis"].url, log_dir, **env)
     try:
         client = JobClient(cluster.start_api().url)
         fault = inject(cluster, client, servers)
@@ -72,7 +85,8 @@ def run_trial(inject, servers, database):
         recovered_after = time.monotonic() - fault.injected_at
         verdicts = [judge(client, job_id, spec) for job_id, spec in fault.jobs]
         lost, duplicated, runs = (sum(column) for column in zip(*verdicts))
-        return len(fault.jobs), lost, duplicated, runs - len(fault.jobs), recovered_after
+        recomputed, steps = steps_recomputed(cluster, client, fault), sum(spec["steps"] for _, spec in fault.jobs)
+        return len(fault.jobs), lost, duplicated, runs - len(fault.jobs), recomputed, steps, recovered_after
     finally:
         cluster.cleanup()
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -90,16 +104,17 @@ def main():
     try:
         postgres.sql(f"CREATE DATABASE {TEMPLATE_DB}")
         migrate(postgres.url(TEMPLATE_DB))
-        print(f"| {'fault injected':<30} | trials | jobs | lost | duplicated | re-runs "
+        print(f"| {'fault injected':<36} | trials | jobs | lost | duplicated | re-runs | steps recomputed "
               f"| recovery median (s) | max (s) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name in args.only.split(","):
-            label, inject = SCENARIOS[name]
-            results = [run_trial(inject, servers, next(databases)) for _ in range(args.trials)]
-            jobs, lost, duplicated, reruns = (sum(column) for column in list(zip(*results))[:4])
-            times = [result[4] for result in results]
-            print(f"| {label:<30} | {args.trials:>6} | {jobs:>4} | {lost:>4} | {duplicated:>10} | {reruns:>7} "
-                  f"| {statistics.median(times):>19.1f} | {max(times):>7.1f} |", flush=True)
+            label, inject, *env = SCENARIOS[name]
+            results = [run_trial(inject, servers, next(databases), *env or [{}]) for _ in range(args.trials)]
+            jobs, lost, duplicated, reruns, recomputed, steps = (sum(column) for column in list(zip(*results))[:6])
+            times = [result[6] for result in results]
+            recomputed = f"{recomputed} ({recomputed / steps:.0%})"
+            print(f"| {label:<36} | {args.trials:>6} | {jobs:>4} | {lost:>4} | {duplicated:>10} | {reruns:>7} "
+                  f"| {recomputed:>16} | {statistics.median(times):>19.1f} | {max(times):>7.1f} |", flush=True)
     finally:
         redis_server.stop()
         postgres.destroy()

@@ -3,6 +3,7 @@
 Training is deterministic, so the reference is simply `core.train.run_spec` in this process:
 a job re-run after any fault must reproduce it exactly."""
 import json
+import re
 from collections import Counter
 from functools import lru_cache
 
@@ -70,3 +71,20 @@ def assert_duplicate_free_prefix(points, spec):
     expected = dict(recorded_curve(history))
     assert all(expected.get(step) == loss for step, loss in curve), "a point differs from the reference run"
     return curve
+
+
+def resumed_from(cluster, job_id):
+    """The steps the job's re-runs resumed from, as the workers logged them (none: no re-run resumed)."""
+    logged = "".join(worker.log() for worker in cluster.workers)
+    return [int(step) for step in re.findall(rf"job {job_id}: resuming from its checkpoint at step (\d+)", logged)]
+
+
+def steps_recomputed(cluster, client, fault):
+    """Steps computed twice because of the fault: for each job that was run again, the steps it had
+    reported done at the fault minus the step its re-run resumed from (0 without a checkpoint). A
+    lower bound by at most the progress flush interval (0.5 s) of steps."""
+    total = 0
+    for (job_id, _), before in zip(fault.jobs, fault.steps_before):
+        if client.job(job_id)["attempts"] > 1:
+            total += max(0, before - max(resumed_from(cluster, job_id), default=0))
+    return total

@@ -22,6 +22,7 @@ RELIABILITY_ENV = {
     "SWEEP_SECONDS": "1",
     "REDELIVER_QUEUED_AFTER_SECONDS": "3",
     "MAX_ATTEMPTS": "3",
+    "CHECKPOINT_SECONDS": "0.5",  # a re-run resumes; the exact comparisons cover resumed runs too
     "AUTH_REQUIRED": "false",
     "RATE_LIMIT_PER_MINUTE": "100000",
 }

@@ -3,6 +3,7 @@ and benchmarks/faults.py (which counts lost and duplicated jobs and times the re
 
 Each scenario starts the workers it needs, submits its jobs, injects the fault mid-training and
 returns a Fault: the jobs, when the fault hit, and what the jobs were doing at that moment."""
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from .specs import long_spec
 class Fault:
     jobs: list                # [(job_id, spec)]
     statuses_before: list     # each job's status just before the fault
+    steps_before: list = field(default_factory=list)  # and the steps it had reported done
     injected_at: float = field(default_factory=time.monotonic)
     injected_wall: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     workers: dict = field(default_factory=dict)
@@ -29,6 +31,25 @@ def pool_child_killed(cluster, client):
     fault = _before(client, jobs, {"w1": worker})
     assert worker.kill_pool_children(), "the worker has no pool process to kill"
     return fault
+
+
+def pool_child_killed_at(cluster, client, fraction=0.8, length=1.0, delay=0.0):
+    """SIGKILL of the pool process `delay` seconds after the job reports `fraction` of its steps done (the
+    re-run then resumes from its last checkpoint, or from step 0 without one). `length` scales the job.
+
+    The steps done at the kill: those reported (progress is written every 0.5 s, and had just been when
+    the poll, every 0.1 s, first saw the fraction passed), plus `delay` times the job's rate so far."""
+    worker = cluster.start_worker("w1")
+    spec = long_spec(fraction=length)
+    job_id = client.submit(spec)
+    job = client.wait_running(job_id, timeout=60, min_step=math.ceil(fraction * spec["steps"]))
+    seen = time.monotonic()
+    running_for = (datetime.now(timezone.utc) - datetime.fromisoformat(job["timings"]["started_at"])).total_seconds()
+    time.sleep(delay)
+    assert worker.kill_pool_children(), "the worker has no pool process to kill"
+    done = job["progress"]["step"]
+    done = min(spec["steps"], done + round(done / running_for * (time.monotonic() - seen))) if delay else done
+    return Fault([(job_id, spec)], [job["status"]], [done], workers={"w1": worker})
 
 
 def whole_worker_killed(cluster, client):
@@ -46,7 +67,7 @@ def delivered_twice(cluster, client):
     workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
     spec = long_spec()
     job_id = client.submit(spec)
-    fault = Fault([(job_id, spec)], [client.job(job_id)["status"]], workers=workers)
+    fault = Fault([(job_id, spec)], [client.job(job_id)["status"]], [0], workers=workers)
     enqueue_again(cluster.env, job_id)  # both deliveries in flight at once, one per worker
     return fault
 
@@ -91,4 +112,5 @@ def _submit(client, count, fraction=1.0):
 
 
 def _before(client, jobs, workers):
-    return Fault(jobs, [client.job(job_id)["status"] for job_id, _ in jobs], workers=workers)
+    seen = [client.job(job_id) for job_id, _ in jobs]
+    return Fault(jobs, [job["status"] for job in seen], [job["progress"]["step"] for job in seen], workers=workers)
