@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.cli import experiments, jobs, keys
+from services.cli import experiments, jobs, keys, sweeps
 from services.cli.common import API_ERROR, EXIT_CODES, INTERRUPTED, USAGE, Failure
 
 PROG = "mgs"
@@ -20,6 +20,7 @@ app = typer.Typer(
     epilog="Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + ".")
 jobs.register(app)
 app.add_typer(experiments.app, name="experiments")
+app.add_typer(sweeps.app, name="sweep")
 app.add_typer(keys.app, name="keys")
 
 

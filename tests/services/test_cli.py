@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from queue import Empty, Queue
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from core.nn import MLP
-from services import cli, queue
+from services import cli, queue, sweeps as search
 from services.cli.common import API_ERROR, JOB_FAILED, UNREACHABLE, USAGE
 from services.store import db, jobs as job_store
 from tests.services.conftest import REPO, finish_job
+from tests.services.test_sweeps import play_trial, sweep_body
 
 STEPS = 4
 
@@ -211,6 +213,68 @@ def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, m
         assert f"{step}/{STEPS} loss {loss}" in run.stderr
     assert "running" in run.stderr and "succeeded" in run.stderr and "ETA" in run.stderr
     assert "succeeded" in run.stdout and "step 4 of 4" in run.stdout
+
+
+@pytest.fixture
+def trial_worker(make_client, serve, monkeypatch):
+    """The API on a real port and a worker thread that plays each trial sent (a short pause, a history,
+    a final loss that improves with each trial), then advances the sweep as the real worker does.
+    Returns (url, pause): set `pause` and the worker leaves what it is sent queued."""
+    sent, stop, pause = Queue(), threading.Event(), threading.Event()
+    monkeypatch.setattr(queue, "enqueue", sent.put)
+    url = serve(make_client().app)
+
+    def work():
+        played = 0
+        while not stop.is_set():
+            try:
+                job_id = sent.get(timeout=0.05)
+            except Empty:
+                continue
+            if pause.is_set():
+                continue
+            time.sleep(0.2)
+            played += 1
+            play_trial(job_id, [1.0, 1 / (played + 1)])
+            with db.session_scope() as session:
+                sweep_id = job_store.get_job(session, job_id).sweep_id
+            search.advance(sweep_id)
+    thread = threading.Thread(target=work)
+    thread.start()
+    yield url, pause
+    stop.set()
+    thread.join()
+
+
+def test_sweeps_create_watch_show_list_cancel(trial_worker, capsys, tmp_path, monkeypatch):
+    url, pause = trial_worker
+    monkeypatch.setenv("SERVICE_URL", url)
+    body = tmp_path / "sweep.json"
+    body.write_text(json.dumps(sweep_body()))
+
+    watched = mgs_process("sweep", "create", body, "--watch", "--poll", "0.1",
+                          env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1", "COLUMNS": "200"})
+    assert watched.returncode == 0, watched.stderr
+    assert ": running, " in watched.stderr and "optimizer.lr" in watched.stderr  # the live leaderboard
+    assert ": finished, 4 of 4 trials (4 succeeded)" in watched.stdout
+    ranked = [line.split() for line in watched.stdout.splitlines()[3:]]
+    losses = [float(row[3]) for row in ranked]
+    assert len(losses) == 4 and losses == sorted(losses)  # best (lowest final loss) first
+    sweep_id = watched.stdout.split()[1].rstrip(":")
+
+    sweep = json.loads(mgs(capsys, "sweep", "show", sweep_id, "--json").out)
+    assert sweep["status"] == "finished" and len(sweep["leaderboard"]) == 4
+    assert sweep["best"]["job_id"] in mgs(capsys, "sweep", "show", sweep_id).out
+    assert sweep_id in mgs(capsys, "sweep", "list").out
+    trial = sweep["best"]["job_id"]
+    assert json.loads(mgs(capsys, "show", trial, "--json").out)["status"] == "succeeded"  # trials are jobs
+
+    pause.set()
+    second = mgs(capsys, "sweep", "create", body).out.strip()
+    assert json.loads(mgs(capsys, "sweep", "cancel", second, "--json").out)["status"] == "cancelled"
+    assert mgs(capsys, "sweep", "cancel", second).out.strip() == f"{second}: cancelled"
+    assert ": cancelled" in mgs(capsys, "sweep", "watch", second, code=JOB_FAILED).out
+    assert "422" in mgs(capsys, "sweep", "create", spec_file(tmp_path), code=API_ERROR).err
 
 
 def test_failures_are_one_line_with_documented_exit_codes(server, key, capsys, tmp_path):
