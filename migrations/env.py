@@ -49,7 +49,11 @@ def sqlite_foreign_keys_off(connection):
     try:
         yield
     finally:
+        if connection.in_transaction():  # alembic has committed; what is left is its own reads (or a failure)
+            connection.rollback()
         driver.execute("PRAGMA foreign_keys=ON")
+        if driver.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+            raise RuntimeError("could not turn SQLite's foreign keys back on after migrating")
 
 
 if context.is_offline_mode():
