@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     MAX_TRIALS: int = 1000  # per sweep
     MAX_PARALLELISM: int = 16  # trials of one sweep queued or running at once
 
+    EVENTS_POLL_SECONDS: float = Field(0.5, gt=0, description="how often a /jobs/{id}/events stream reads the store")
+    EVENTS_MAX_SECONDS: float = Field(120.0, gt=0, description="a stream's lifetime; the client then reconnects")
+    BOUNDARY_MAX_GRID: int = Field(80, ge=2, description="cells per side of /jobs/{id}/boundary at most")
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -1,28 +1,24 @@
-"""The FastAPI application: routes, the body-size limit, error format and the browser page."""
+"""The FastAPI application: routes, the body-size limit, error format and the dashboard."""
 import logging
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from services.api.body_limit import BodySizeLimit
 from services.api.rate_limit import SlidingWindowLimiter
-from services.api.routes import compare, experiments, health, jobs, sweeps
+from services.api.routes import boundary, compare, events, experiments, health, jobs, sweeps
+from services.api.web import add_dashboard
 from services.config import get_settings
 
 log = logging.getLogger(__name__)
 DOCS_ASSETS_URL = "/docs-assets"
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-PAGE = Path(__file__).with_name("static") / "index.html"
-PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
-                                           "style-src 'unsafe-inline'; img-src 'self' data:",
-                "X-Content-Type-Options": "nosniff"}
 
 
 def create_app() -> FastAPI:
@@ -39,16 +35,14 @@ def create_app() -> FastAPI:
     app.include_router(experiments.router)
     app.include_router(sweeps.router)
     app.include_router(compare.router)
+    app.include_router(events.router)
+    app.include_router(boundary.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, allow_every_method_of_the_path)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
 
-    page_html = PAGE.read_text()  # once, not on every request
-
-    @app.get("/", include_in_schema=False)
-    def page():
-        return HTMLResponse(page_html, headers=PAGE_HEADERS)
+    add_dashboard(app)
 
     if not settings.AUTH_REQUIRED:
         log.warning("API keys are not required: requests without a key act as owner 'local'")

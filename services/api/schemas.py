@@ -254,3 +254,13 @@ def finite_or_none(x):
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+class Boundary(Closed):
+    job_id: uuid.UUID
+    size: int = Field(description="cells per side (the request's size, capped by the server's budget)")
+    x: list[float] = Field(description="the cells' centres along the first input, ascending")
+    y: list[float] = Field(description="the cells' centres along the second input, ascending")
+    classes: list[list[int]] = Field(description="classes[row][col]: the predicted class at (x[col], y[row])")
+    points: list[list[float]] = Field(description="the dataset's samples, [x, y] each")
+    labels: list[int] = Field(description="each sample's class")

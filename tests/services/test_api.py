@@ -295,17 +295,24 @@ def test_readyz_names_the_part_that_is_down(client, monkeypatch):
     assert response.json()["broker"].startswith("down: ConnectionError")
 
 
-def test_browser_page(client):
+def test_dashboard_page_and_its_files_forbid_inline_script(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "<textarea" in page.text and "/jobs" in page.text
+    assert '<script type="module" src="/web/app.js">' in page.text
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp and "connect-src 'self'" in csp
+    module = client.get("/web/app.js")
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert module.headers["Content-Security-Policy"] == csp and module.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/web/../services/config.py").status_code == 404
 
 
 def test_openapi_schema_documents_every_route(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/jobs/{job_id}/loss",
                           "/jobs/{job_id}/params", "/jobs/{job_id}/graph.svg", "/jobs/{job_id}/predict",
-                          "/healthz", "/readyz", "/experiments", "/experiments/{experiment_id}",
+                          "/jobs/{job_id}/events", "/jobs/{job_id}/boundary", "/healthz", "/readyz",
+                          "/experiments", "/experiments/{experiment_id}",
                           "/sweeps", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/cancel", "/compare"}
     assert "image/svg+xml" in paths["/jobs/{job_id}/graph.svg"]["get"]["responses"]["200"]["content"]
 

@@ -6,7 +6,7 @@ from services.store import db, keys
 from tests.services.conftest import auth, finish_job, submit
 
 JOB_ENDPOINTS = [("GET", ""), ("GET", "/loss"), ("GET", "/params"), ("GET", "/graph.svg"),
-                 ("POST", "/predict"), ("POST", "/cancel")]
+                 ("POST", "/predict"), ("POST", "/cancel"), ("GET", "/events")]
 
 
 def new_key(owner):

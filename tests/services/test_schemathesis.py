@@ -25,7 +25,8 @@ def api_schema(request, make_client, monkeypatch, database_url):
     if not database_url.startswith("sqlite"):
         pytest.skip("one database is enough here; the API tests cover both")
     monkeypatch.setattr(health.queue, "check_broker", lambda: None)
-    client = make_client(MAX_ACTIVE_JOBS_PER_OWNER=1_000_000, AUTH_REQUIRED=str(request.param == "locked"))
+    client = make_client(MAX_ACTIVE_JOBS_PER_OWNER=1_000_000, AUTH_REQUIRED=str(request.param == "locked"),
+                         EVENTS_MAX_SECONDS=0.2)  # a running job's stream ends soon: one request, not minutes
     key = None
     if request.param == "locked":
         with db.session_scope() as session:

@@ -1,0 +1,58 @@
+// Every request the page makes: same origin, with the stored key as a Bearer header.
+const KEY = "mgs.apiKey";
+
+export const key = {
+  get: () => localStorage.getItem(KEY) || "",
+  set: (value) => value ? localStorage.setItem(KEY, value) : localStorage.removeItem(KEY),
+};
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(describe(detail));
+    this.status = status;
+  }
+}
+
+// FastAPI's 422 detail is a list of {loc, msg}: "body.steps: must be ≥ 1; …".
+function describe(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`).join("; ");
+  }
+  return JSON.stringify(detail);
+}
+
+export function headers(extra = {}) {
+  const k = key.get();
+  return k ? {...extra, Authorization: `Bearer ${k}`} : extra;
+}
+
+export async function request(path, {method = "GET", body, signal, accept = "json"} = {}) {
+  const init = {method, signal, headers: headers(body === undefined ? {} : {"Content-Type": "application/json"})};
+  if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("mgs:unauthorized", {detail}));
+    throw new ApiError(response.status, detail);
+  }
+  if (accept === "text") return response.text();
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+export const get = (path, options) => request(path, options);
+export const post = (path, body, options) => request(path, {...options, method: "POST", body: body ?? {}});
+export const del = (path, options) => request(path, {...options, method: "DELETE"});
+export const q = encodeURIComponent;
+
+// What this server offers ("GET /compare", "DELETE /jobs/{job_id}", …), read once from its OpenAPI schema,
+// so views use an endpoint only where it exists.
+let offered = null;
+export function has(method, path) {
+  offered ??= fetch("/openapi.json").then((r) => r.json()).then((schema) =>
+    new Set(Object.entries(schema.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`))))
+    .catch(() => new Set());
+  return offered.then((set) => set.has(`${method} ${path}`));
+}

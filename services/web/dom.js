@@ -1,0 +1,49 @@
+// A tiny element builder: text always goes through textContent, never markup.
+import { shortId } from "./format.js";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  return fill(el, attrs, children);
+}
+
+export function s(tag, attrs = {}, ...children) {
+  return fill(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+
+function fill(el, attrs, children) {
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);
+    else if (name === "class") el.setAttribute("class", value);
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name in el && !(el instanceof SVGElement)) el[name] = value;
+    else el.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// A short id with a button that copies the full one.
+export function idChip(id) {
+  const button = h("button", {class: "copy", title: `copy ${id}`, "aria-label": `copy id ${id}`,
+    onclick: (event) => {
+      event.preventDefault();
+      event.stopPropagation();
+      navigator.clipboard?.writeText(String(id)).then(() => flash(button), () => {});
+    }}, "copy");
+  return h("span", {class: "id", title: String(id)}, h("code", {}, shortId(id)), button);
+}
+
+function flash(el) {
+  el.classList.add("copied");
+  setTimeout(() => el.classList.remove("copied"), 800);
+}
+
+export function statusBadge(status) {
+  return h("span", {class: `status status-${status}`}, status);
+}

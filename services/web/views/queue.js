@@ -1,0 +1,57 @@
+// Queue: what runs now and what waits, from the service's own job table (and GET /workers when the server has it).
+import { get, has } from "../api.js";
+import { h, idChip, statusBadge } from "../dom.js";
+import { ago, num } from "../format.js";
+import { banner, errorText } from "../shell.js";
+
+const REFRESH_MS = 2000;
+
+export function renderQueue(main, {signal}) {
+  const counts = h("div", {class: "cards"});
+  const workers = h("section");
+  const lists = h("div");
+  main.append(h("h1", {}, "Queue"), counts, workers, lists);
+
+  async function load() {
+    try {
+      const [running, queued] = await Promise.all(["running", "queued"].map((st) => get(`/jobs?status=${st}&limit=200`, {signal})));
+      const more = (list) => list.next_cursor ? "+" : "";
+      counts.replaceChildren(card("running", `${running.items.length}${more(running)}`), card("queued", `${queued.items.length}${more(queued)}`),
+        card("oldest waiting", queued.items.length ? ago(queued.items[queued.items.length - 1].created_at) : "–"));
+      lists.replaceChildren(section("Running", running.items), section("Queued (oldest last)", queued.items));
+      await loadWorkers();
+    } catch (error) {
+      if (error.name !== "AbortError") banner(`Could not load the queue: ${errorText(error)}`);
+    }
+  }
+
+  async function loadWorkers() {
+    if (!await has("GET", "/workers")) {
+      workers.replaceChildren(h("p", {class: "muted"}, "This server does not list its workers (no GET /workers); the counts above come from the job table."));
+      return;
+    }
+    try {
+      const answer = await get("/workers", {signal});
+      const items = answer.items ?? answer.workers ?? answer;
+      workers.replaceChildren(h("h2", {}, "Workers"), h("table", {class: "runs"}, h("tbody", {},
+        (Array.isArray(items) ? items : []).map((w) => h("tr", {}, Object.entries(w).map(([k, v]) => h("td", {}, `${k}: ${typeof v === "number" ? num(v) : v ?? "–"}`)))))));
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      workers.replaceChildren(h("p", {class: "muted"}, `Could not list the workers: ${errorText(error)}`));
+    }
+  }
+
+  function section(title, items) {
+    return h("section", {}, h("h2", {}, title), items.length ? h("table", {class: "runs"}, h("tbody", {}, items.map((job) =>
+      h("tr", {class: "run", onclick: () => { location.hash = `#/runs/${job.id}`; }}, h("td", {}, job.name ?? "", " ", idChip(job.id)),
+        h("td", {}, statusBadge(job.status)), h("td", {}, `queued ${ago(job.created_at)}`))))) : h("p", {class: "muted"}, "none"));
+  }
+
+  load();
+  const timer = setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
+  return () => clearInterval(timer);
+}
+
+function card(label, value) {
+  return h("div", {class: "card"}, h("div", {class: "card-value"}, value), h("div", {class: "muted"}, label));
+}

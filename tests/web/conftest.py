@@ -1,0 +1,128 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real service
+(`python -m services.embedded`: uvicorn serving the API and a real Celery worker) with API keys required.
+One service and one browser for the whole session; each test gets a fresh page."""
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.processes import REPO, Process, free_port, wait_for_final, wait_until_ready
+
+SCREENSHOTS = REPO / "var" / "screenshots"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def chromium_path():
+    for name in CHROMIUM_NAMES:
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium on this machine (`apt-get install chromium`; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-test.txt)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def environment(**values):
+    from services.config import get_settings
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+
+
+class Service:
+    def __init__(self, url, key):
+        self.url, self.key = url, key
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def submit(self, spec):
+        response = self.http.post("/jobs", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def finished(self, *job_ids, timeout=120):
+        return wait_for_final(self.http, list(job_ids), timeout)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, browser):
+    """The embedded service on a free port, keys required, and one key for the tests (owner 'browser')."""
+    tmp = tmp_path_factory.mktemp("web")
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "PORT": str(port),
+           "DATABASE_URL": f"sqlite:///{tmp / 'service.db'}", "BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}",
+           "AUTH_REQUIRED": "true", "API_KEY_SECRET": "browser-test-secret", "RATE_LIMIT_PER_MINUTE": "100000"}
+    process = Process("embedded", [sys.executable, "-m", "services.embedded"], env, tmp)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", [process])
+        with environment(DATABASE_URL=env["DATABASE_URL"], API_KEY_SECRET=env["API_KEY_SECRET"]):
+            from services.store import db, keys
+            with db.session_scope() as session:
+                key = keys.create_api_key(session, "browser")
+            db.get_engine().dispose()
+        yield Service(f"http://127.0.0.1:{port}", key)
+    finally:
+        process.stop()
+
+
+class Page:
+    """A page of a fresh browser context that records every request and every console error."""
+
+    def __init__(self, context, service):
+        self.context, self.service = context, service
+        self.page = context.new_page()
+        self.requests, self.errors = [], []
+        context.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def goto(self, route):
+        self.page.goto(f"{self.service.url}/#{route}")
+
+    def screenshot(self, name):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+@pytest.fixture
+def page(browser, service):
+    """A page that already holds the key, as the key form stores it (localStorage)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(f"localStorage.setItem('mgs.apiKey', {service.key!r})")
+    wrapped = Page(context, service)
+    yield wrapped
+    context.close()
+    assert not wrapped.errors, f"console errors: {wrapped.errors}"
+    foreign = [url for url in wrapped.requests if not url.startswith((service.url + "/", "blob:", "data:"))]
+    assert not foreign, f"requests that left 127.0.0.1: {foreign}"
+
+
+@pytest.fixture
+def blank_page(browser, service):
+    """A page of a context without the key."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    wrapped = Page(context, service)
+    yield wrapped
+    context.close()
