@@ -9,12 +9,15 @@ import { renderGraph } from "./views/graph.js";
 import { renderCompare } from "./views/compare.js";
 import { renderNew } from "./views/new.js";
 import { renderQueue } from "./views/queue.js";
+import { renderSweep, renderSweeps } from "./views/sweeps.js";
 
 const ROUTES = [
   [/^\/?(runs)?$/, "runs", renderRuns],
   [/^\/new$/, "new", renderNew],
   [/^\/queue$/, "queue", renderQueue],
   [/^\/compare$/, "compare", renderCompare],
+  [/^\/sweeps$/, "sweeps", renderSweeps],
+  [/^\/sweeps\/([0-9a-f-]{36})$/, "sweeps", renderSweep],
   [/^\/runs\/([0-9a-f-]{36})\/graph$/, "runs", renderGraph],
   [/^\/runs\/([0-9a-f-]{36})$/, "runs", renderRun],
 ];

@@ -134,3 +134,26 @@ def test_queue_view(page):
     page.goto("/queue")
     page.page.wait_for_selector(".card-value")
     page.screenshot("queue")
+
+
+def test_a_sweeps_leaderboard_and_its_scatter_plots_update_live(page, service):
+    response = service.http.post("/sweeps", json={
+        "spec": {"steps": 40, "record": {"graph_svg": False}},
+        "space": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True}, "seed": [0, 1, 2]},
+        "method": "random", "trials": 4, "parallelism": 2, "objective": "final_loss", "seed": 0})
+    assert response.status_code == 201, response.text
+    sweep_id = response.json()["id"]
+    p = page.page
+    page.goto("/sweeps")
+    p.locator(f"a[href='#/sweeps/{sweep_id}']").first.click()
+    wait_for_hash(p, f"^#/sweeps/{sweep_id}$")
+    # no reload: the page polls the sweep until it finishes, and the leaderboard fills in
+    p.wait_for_function("() => document.querySelectorAll('table.leaderboard tbody tr').length === 4"
+                        " && document.querySelector('.toolbar .status').textContent === 'finished'", timeout=120_000)
+    ranks = p.locator("table.leaderboard tbody tr td:first-child").all_text_contents()
+    assert ranks == ["1", "2", "3", "4"]
+    objectives = [float(v) for v in p.locator("table.leaderboard tbody tr td:nth-last-child(3)").all_text_contents()]
+    assert objectives == sorted(objectives)  # final_loss: smallest first
+    assert p.locator("figure.scatter-chart[data-param='optimizer.lr'] circle.trial").count() == 4
+    assert p.locator("figure.scatter-chart[data-param='seed'] circle.trial").count() == 4
+    page.screenshot("sweep")
