@@ -59,6 +59,13 @@ def test_the_runs_table_compares_two_runs_and_back_and_forward_work(page, servic
     service.finished(first, second)
     p = page.page
     page.goto("/runs")
+    p.fill("input[aria-label='API filter']", "optimizer.lr=0.05")
+    p.press("input[aria-label='API filter']", "Enter")
+    p.wait_for_function("(id) => [...document.querySelectorAll('tr.run')].map((tr) => tr.dataset.id).join() === id", arg=first)
+    assert "filter=optimizer.lr%3D0.05" in p.evaluate("location.hash")  # the filter is part of the view's URL
+    p.fill("input[aria-label='API filter']", "")
+    p.press("input[aria-label='API filter']", "Enter")
+    p.wait_for_selector(f"tr[data-id='{second}']")
     for job_id in (first, second):
         p.check(f"tr[data-id='{job_id}'] input[type=checkbox]")
     page.screenshot("runs")

@@ -1,5 +1,5 @@
 // Compare 2–20 runs: curves overlaid, the spec fields that differ, metrics side by side.
-import { get, q } from "../api.js";
+import { get, has, q } from "../api.js";
 import { COLORS, LineChart } from "../chart.js";
 import { h, idChip, statusBadge } from "../dom.js";
 import { num, pct } from "../format.js";
@@ -26,20 +26,34 @@ export function renderCompare(main, {params, signal}) {
 
   (async () => {
     try {
-      const runs = await Promise.all(ids.map(async (id, i) => {
-        const [job, loss] = await Promise.all([get(`/jobs/${q(id)}`, {signal}), get(`/jobs/${q(id)}/loss?max_points=1000`, {signal})]);
-        return {id, job, points: loss.points, color: COLORS[i % COLORS.length], name: job.name ?? id.slice(0, 8)};
-      }));
-      const series = (field) => runs.map((r) => ({name: r.name, color: r.color, points: r.points.map((p) => [p.step, p[field]])}));
-      charts.loss.setSeries(series("loss"));
-      const accuracy = series("accuracy");
+      const useServer = await has("GET", "/compare");
+      const [comparison, ...each] = await Promise.all([
+        useServer ? get(`/compare?ids=${ids.map(q).join(",")}&max_points=2000`, {signal}) : null,
+        ...ids.map(async (id) => {
+          const [job, loss] = await Promise.all([get(`/jobs/${q(id)}`, {signal}), get(`/jobs/${q(id)}/loss?max_points=1000`, {signal})]);
+          return {job, points: loss.points};
+        })]);
+      const runs = ids.map((id, i) => ({id, ...each[i], color: COLORS[i % COLORS.length], name: each[i].job.name ?? id.slice(0, 8)}));
+      const lossSeries = comparison  // the server's aligned grid when it has GET /compare
+        ? comparison.runs.map((r, i) => ({name: runs[i].name, color: runs[i].color,
+                                          points: comparison.steps.map((step, k) => [step, r.loss[k]]).filter(([, y]) => y !== null)}))
+        : runs.map((r) => ({name: r.name, color: r.color, points: r.points.map((p) => [p.step, p.loss])}));
+      charts.loss.setSeries(lossSeries);
+      const accuracy = runs.map((r) => ({name: r.name, color: r.color, points: r.points.map((p) => [p.step, p.accuracy])}));
       charts.accuracy.el.hidden = !accuracy.some((serie) => serie.points.some(([, y]) => y !== null));
       charts.accuracy.setSeries(accuracy);
-      tables.replaceChildren(specDiff(runs), metrics(runs));
+      const differences = comparison ? Object.entries(comparison.differences) : clientDifferences(runs);
+      tables.replaceChildren(specDiff(runs, differences), metrics(runs));
     } catch (error) {
       if (error.name !== "AbortError") banner(`Could not compare: ${errorText(error)}`);
     }
   })();
+}
+
+function clientDifferences(runs) {
+  const flat = runs.map((r) => new Map(flatten(r.job.spec)));
+  const keys = [...new Set(flat.flatMap((m) => [...m.keys()]))].sort();
+  return keys.map((k) => [k, flat.map((m) => m.get(k))]).filter(([, values]) => new Set(values.map((v) => JSON.stringify(v))).size > 1);
 }
 
 function header(runs) {
@@ -53,13 +67,10 @@ function colorSwatches(table) {
   return table;
 }
 
-function specDiff(runs) {
-  const flat = runs.map((r) => new Map(flatten(r.job.spec).map(([k, v]) => [k, JSON.stringify(v)])));
-  const keys = [...new Set(flat.flatMap((m) => [...m.keys()]))].sort();
-  const differing = keys.filter((k) => new Set(flat.map((m) => m.get(k))).size > 1);
+function specDiff(runs, differences) {
   return h("section", {class: "wide"}, h("h2", {}, "Spec differences"),
-    differing.length ? colorSwatches(h("table", {class: "compare"}, header(runs), h("tbody", {}, differing.map((k) =>
-      h("tr", {}, h("th", {}, k), flat.map((m) => h("td", {class: "mono"}, short(m.get(k)))))))))
+    differences.length ? colorSwatches(h("table", {class: "compare"}, header(runs), h("tbody", {}, differences.map(([k, values]) =>
+      h("tr", {}, h("th", {}, k), values.map((v) => h("td", {class: "mono"}, short(v === undefined || v === null ? undefined : JSON.stringify(v)))))))))
       : h("p", {class: "muted"}, "The specs are identical."));
 }
 

@@ -23,13 +23,15 @@ function metric(run, name) {
 }
 
 export function renderRuns(main, {params, signal}) {
-  const state = {status: params.get("status") || "", text: params.get("q") || "",
+  const state = {status: params.get("status") || "", text: params.get("q") || "", filter: params.get("filter") || "",
                  sort: params.get("sort") || "created_at", desc: params.get("order") !== "asc",
                  selected: new Set((params.get("select") || "").split(",").filter(Boolean)), runs: []};
   const statusSelect = h("select", {"aria-label": "status", onchange: () => { state.status = statusSelect.value; save(); load(); }},
                          STATUSES.map((st) => h("option", {value: st, selected: st === state.status}, st || "any status")));
   const search = h("input", {type: "search", placeholder: "filter by name, id or tag", value: state.text,
                              oninput: () => { state.text = search.value; save(); draw(); }});
+  const filter = h("input", {type: "search", class: "api-filter", placeholder: "API filter, e.g. optimizer.lr>=0.05 and metrics.accuracy>0.9", value: state.filter,
+                             "aria-label": "API filter", onchange: () => { state.filter = filter.value.trim(); save(); load(); }});
   const compare = h("button", {class: "primary", onclick: () => {
     location.hash = `#/compare?ids=${[...state.selected].join(",")}`;
   }});
@@ -37,13 +39,14 @@ export function renderRuns(main, {params, signal}) {
   const head = h("thead");
   const body = h("tbody");
   main.append(h("div", {class: "toolbar"}, h("h1", {}, "Runs"), summary),
-              h("div", {class: "toolbar"}, statusSelect, search, compare, h("a", {class: "button", href: "#/new"}, "New run")),
+              h("div", {class: "toolbar"}, statusSelect, filter, search, compare, h("a", {class: "button", href: "#/new"}, "New run")),
               h("table", {class: "runs"}, head, body));
 
   function save() {
     const p = new URLSearchParams();
     if (state.status) p.set("status", state.status);
     if (state.text) p.set("q", state.text);
+    if (state.filter) p.set("filter", state.filter);
     if (state.sort !== "created_at") p.set("sort", state.sort);
     if (!state.desc) p.set("order", "asc");
     setQuery(p);
@@ -51,7 +54,11 @@ export function renderRuns(main, {params, signal}) {
 
   async function load() {
     try {
-      const list = await get(`/jobs?limit=100${state.status ? "&status=" + q(state.status) : ""}`, {signal});
+      const query = new URLSearchParams({limit: "100"});
+      if (state.status) query.set("status", state.status);
+      if (state.filter) query.set("filter", state.filter);
+      const list = await get(`/jobs?${query}`, {signal});
+      banner("");
       state.runs = list.items;
       draw();
       await Promise.all(list.items.filter((r) => !details.has(r.id) || !isFinal(details.get(r.id).status))
