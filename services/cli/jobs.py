@@ -15,7 +15,7 @@ Status = Enum("Status", {name: name for name in ("queued", "running", "succeeded
 
 
 def register(app: typer.Typer):
-    for command in (submit, list_jobs, show, edit, loss, params, predict, graph, cancel):
+    for command in (submit, list_jobs, show, edit, compare, loss, params, predict, graph, cancel):
         app.command(name=command.__name__.removesuffix("_jobs").replace("_", "-"))(command)
     app.command(name="status", hidden=True, help="the same as show")(show)
 
@@ -87,6 +87,11 @@ def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=Fals
                                                                 show_default=False)] = None,
               tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="KEY=VALUE, or KEY for any value; "
                                                                "repeat: all must match", show_default=False)] = None,
+              where: Annotated[Optional[str], typer.Option("--filter", "-f", help="e.g. \"optimizer.lr>=0.05 and "
+                                                           "metrics.accuracy>0.9\"", show_default=False)] = None,
+              sort: Annotated[str, typer.Option(help="created_at, name, a spec field (optimizer.lr) or "
+                                                     "metrics.NAME")] = "created_at",
+              ascending: Annotated[bool, typer.Option("--asc", help="smallest first (default: largest)")] = False,
               limit: Annotated[int, typer.Option(min=1, max=200, help="jobs per page")] = 50,
               cursor: Annotated[Optional[str], typer.Option(help="next page: the cursor the last one printed",
                                                             show_default=False)] = None,
@@ -94,12 +99,13 @@ def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=Fals
     """Your jobs, newest first."""
     tags = [t.replace("=", ":", 1) for t in tag or ()]
     page = Api(url, key).get("/jobs", status=status and status.value, experiment=experiment, tag=tags or None,
-                             limit=limit, cursor=cursor)
+                             filter=where, sort=sort, order="asc" if ascending else "desc", limit=limit, cursor=cursor)
     if as_json:
         return print_json(page)
-    out.print(table(("id", "name", "status", "created", "final loss"),
-                    [(job["id"], job["name"], job["status"], when(job["created_at"]), job["final_loss"])
-                     for job in page["items"]]))
+    metric = sort.removeprefix("metrics.") if sort.startswith("metrics.") and sort != "metrics.final_loss" else None
+    out.print(table(("id", "name", "status", "created", "final loss", *([metric] if metric else [])),
+                    [(job["id"], job["name"], job["status"], when(job["created_at"]), job["final_loss"],
+                      *([(job["metrics"] or {}).get(metric)] if metric else [])) for job in page["items"]]))
     if page["next_cursor"]:
         err.print(f"more: --cursor {page['next_cursor']}")
 
@@ -149,11 +155,34 @@ def edit(job_id: JobId,
     print_json(job) if as_json else print_job(job)
 
 
+def compare(job_ids: Annotated[list[str], typer.Argument(help="2 to 20 job ids", show_default=False)],
+            points: Annotated[int, typer.Option(min=2, max=50, help="loss rows: steps picked evenly from the "
+                                                                   "runs' common grid")] = 8,
+            as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Runs side by side: the spec fields that differ, the metrics, and the loss at a few common steps."""
+    comparison = Api(url, key).get("/compare", ids=job_ids)
+    if as_json:
+        return print_json(comparison)
+    runs = comparison["runs"]
+    rows = [("id", *(run["id"] for run in runs)), ("status", *(run["status"] for run in runs)),
+            ("experiment", *(run["experiment"] or "–" for run in runs))]
+    rows += [(path, *map(compact, values)) for path, values in comparison["differences"].items()]
+    metrics = [name for name in ("final_loss", "accuracy", "val_loss", "val_accuracy", "steps_done")
+               if any((run["metrics"] or {}).get(name) is not None for run in runs)]
+    rows += [(f"metrics.{name}", *((run["metrics"] or {}).get(name) for run in runs)) for name in metrics]
+    steps = comparison["steps"]
+    picked = sorted({round(i * (len(steps) - 1) / (points - 1)) for i in range(points)}) if steps else []
+    rows += [(f"loss @ step {steps[i]}", *(run["loss"][i] for run in runs)) for i in picked]
+    out.print(table(("", *(run["name"] for run in runs)), rows))
+
+
 def compact(value):
-    """A spec part on one line, without its unset (null) fields."""
+    """A spec part or value on one line (JSON for lists and objects, without their unset fields)."""
     if isinstance(value, dict):
-        return json.dumps({k: v for k, v in value.items() if v is not None}, separators=(", ", ": "))
-    return str(value)
+        value = {k: v for k, v in value.items() if v is not None}
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(", ", ": "))
+    return "–" if value is None else str(value)
 
 
 def loss(job_id: JobId,

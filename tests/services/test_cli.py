@@ -215,6 +215,30 @@ def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, m
     assert "succeeded" in run.stdout and "step 4 of 4" in run.stdout
 
 
+def test_list_filters_and_sorts_and_compare_prints_runs_side_by_side(server, key, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    slow = mgs(capsys, "submit", spec_file(tmp_path, optimizer={"lr": 0.1})).out.strip()
+    fast = mgs(capsys, "submit", spec_file(tmp_path, optimizer={"lr": 0.3})).out.strip()
+
+    def listed(*argv):
+        return [item["id"] for item in json.loads(mgs(capsys, "list", "--json", *argv).out)["items"]]
+    assert listed("--filter", "optimizer.lr>=0.2 and metrics.final_loss<1") == [fast]
+    assert listed("--sort", "optimizer.lr", "--asc") == [slow, fast]
+    assert listed("--sort", "optimizer.lr") == [fast, slow]
+    assert "accuracy" in mgs(capsys, "list", "--sort", "metrics.accuracy").out.splitlines()[0]
+    assert "query.filter: unknown field 'bogus'" in mgs(capsys, "list", "-f", "bogus>1", code=API_ERROR).err
+
+    compared = json.loads(mgs(capsys, "compare", slow, fast, "--json").out)
+    assert compared["differences"] == {"optimizer.lr": [0.1, 0.3]}
+    lines = mgs(capsys, "compare", slow, fast, "--points", "2").out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if not line.startswith("loss @")}
+    assert rows["id"] == [slow, fast] and rows["optimizer.lr"] == ["0.1", "0.3"]
+    assert rows["metrics.final_loss"] == ["0.25", "0.25"]
+    assert [line.split()[-2:] for line in lines if line.startswith("loss @")] == [["0.5", "0.5"], ["0.25", "0.25"]]
+    assert "422" in mgs(capsys, "compare", slow, code=API_ERROR).err
+
+
 @pytest.fixture
 def trial_worker(make_client, serve, monkeypatch):
     """The API on a real port and a worker thread that plays each trial sent (a short pause, a history,
