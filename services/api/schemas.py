@@ -70,6 +70,19 @@ class JobPatch(Closed):
     notes: Notes = None
 
 
+class RerunRequest(Closed):
+    """Everything optional: by default the same spec and seed (the same history, bit for bit), in the same
+    experiment with the same tags."""
+    seed: Optional[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(None, description="a new seed")
+    spec_patch: Optional[dict[str, Any]] = Field(
+        None, description="merged into the spec (objects merge key by key, other values replace), e.g. "
+                          '{"optimizer": {"lr": 0.05}}; the result is validated as a spec')
+    name: Optional[Name] = None
+    experiment: Optional[Name] = None
+    tags: Optional[Tags] = None
+    notes: Optional[Notes] = None
+
+
 class ExperimentCreate(Closed):
     name: Name
     description: Optional[Description] = None

@@ -93,7 +93,7 @@ def get_job(session: Session, job_id, owner: Optional[str] = None) -> Optional[J
 
 
 def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit: int = 50,
-              cursor: Optional[str] = None, experiment_id=None, tags: Optional[dict] = None,
+              cursor: Optional[str] = None, experiment_id=None, sweep_id=None, tags: Optional[dict] = None,
               conditions: Iterable[search.Condition] = (), sort: Optional[str] = None, descending: bool = True
               ) -> tuple[list[Job], Optional[str]]:
     """Newest first, or by `sort` (a search.sort_column key; jobs without a value come last, ties newest first).
@@ -107,6 +107,8 @@ def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit:
         query = query.where(Job.status == status)
     if experiment_id is not None:
         query = query.where(Job.experiment_id == _as_uuid(experiment_id))
+    if sweep_id is not None:
+        query = query.where(Job.sweep_id == _as_uuid(sweep_id))
     for key, value in (tags or {}).items():
         tag = Job.tags[key].as_string()
         query = query.where(tag.is_not(None) if value is None else tag == value)

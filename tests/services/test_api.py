@@ -313,7 +313,8 @@ def test_openapi_schema_documents_every_route(client):
                           "/jobs/{job_id}/params", "/jobs/{job_id}/graph.svg", "/jobs/{job_id}/predict",
                           "/jobs/{job_id}/events", "/jobs/{job_id}/boundary", "/healthz", "/readyz",
                           "/experiments", "/experiments/{experiment_id}",
-                          "/sweeps", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/cancel", "/compare"}
+                          "/sweeps", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/cancel", "/compare",
+                          "/jobs/{job_id}/rerun", "/jobs/{job_id}/loss.csv"}
     assert "image/svg+xml" in paths["/jobs/{job_id}/graph.svg"]["get"]["responses"]["200"]["content"]
 
 

@@ -130,3 +130,14 @@ def test_deleting_an_experiment_deletes_its_jobs_history_and_artifacts(client):
     assert client.get(f"/jobs/{kept}/params").status_code == 200
     assert [e["name"] for e in client.get("/experiments").json()["items"]] == ["other"]
     assert client.delete(f"/experiments/{experiment_id}").status_code == 404
+
+
+def test_list_filters_by_sweep(client):
+    alone = submit(client)
+    sweep = client.post("/sweeps", json={"space": {"seed": [1, 2, 3]}, "trials": 3})
+    assert sweep.status_code == 201, sweep.text
+    trials = [j["id"] for j in client.get("/jobs", params={"sweep": sweep.json()["id"]}).json()["items"]]
+    assert trials and alone not in trials
+    assert {client.get(f"/jobs/{t}").json()["sweep_id"] for t in trials} == {sweep.json()["id"]}
+    assert client.get("/jobs", params={"sweep": "00000000-0000-0000-0000-000000000000"}).json()["items"] == []
+    assert client.get("/jobs", params={"sweep": "nope"}).status_code == 422

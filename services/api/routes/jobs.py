@@ -1,4 +1,6 @@
-"""/jobs: submit, list, inspect, cancel, and read what a job produced."""
+"""/jobs: submit, list, inspect, edit, cancel, re-run, delete, and read what a job produced."""
+import csv
+import io
 import json
 import logging
 import math
@@ -8,6 +10,7 @@ from typing import Annotated, Literal, Optional
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from core.nn import MLP
 from core.spec import JobSpec
@@ -18,7 +21,7 @@ from services.api.downsample import downsample_indices
 from services.api.limits import predict_limit_errors, spec_limit_errors
 from services.api.schemas import (TAG_KEY, ErrorDetail, JobCreated, JobDetail, JobList, JobPatch, JobStatus,
                                   JobSubmission, JobSummary, LossHistory, LossPointOut, Metrics, PredictRequest,
-                                  PredictResponse, Progress, Submission, Timings, finite_or_none)
+                                  PredictResponse, Progress, RerunRequest, Submission, Timings, finite_or_none)
 from services.store import experiments as experiment_store, jobs as job_store, search
 from services.store.jobs import STEP_LIMIT
 
@@ -98,6 +101,7 @@ def create(session, owner, settings, submission: JobSubmission, loc):
 def list_jobs(session: SessionDep, owner: OwnerDep,
               status: Optional[JobStatus] = None,
               experiment: Annotated[Optional[str], Query(max_length=200, description="an experiment's name")] = None,
+              sweep: Annotated[Optional[uuid.UUID], Query(description="a sweep's id: its trials")] = None,
               tag: Annotated[Optional[list[str]], Query(
                   description="`key:value`, or `key` for any value; repeat for several (all must match)")] = None,
               filter: Annotated[Optional[str], Query(max_length=1000, description=(
@@ -127,7 +131,8 @@ def list_jobs(session: SessionDep, owner: OwnerDep,
         experiment_id = found.id
     try:
         jobs, next_cursor = job_store.list_jobs(session, owner, status=status, limit=limit, cursor=cursor,
-                                                experiment_id=experiment_id, tags=tags, conditions=conditions,
+                                                experiment_id=experiment_id, sweep_id=sweep, tags=tags,
+                                                conditions=conditions,
                                                 sort=sort, descending=order == "desc")
     except ValueError as e:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": f"invalid cursor: {e}",
@@ -195,7 +200,67 @@ def get_params(job_id: JobId, session: SessionDep, owner: OwnerDep):
     text = job_store.get_artifact(session, job_id, "params")
     if text is None:
         raise HTTPException(404, f"job {job_id} has no parameters yet (status {job.status})")
-    return Response(text, media_type="application/json")
+    return Response(text, media_type="application/json", headers=attachment(f"{job.id}-params.json"))
+
+
+@router.get("/{job_id}/loss.csv", response_class=Response, responses={**errors(404), 200: {
+    "description": "the whole loss history (not downsampled): step,loss,accuracy,lr; empty where unknown",
+    "content": {"text/csv": {"schema": {"type": "string"}}}}})
+def get_loss_csv(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    job = find_job(session, job_id, owner)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", "loss", "accuracy", "lr"])
+    for p in job_store.get_loss_points(session, job_id):
+        writer.writerow([p.step] + ["" if v is None else repr(float(v)) for v in (p.loss, p.accuracy, p.lr)])
+    return Response(out.getvalue(), media_type="text/csv", headers=attachment(f"{job.id}-loss.csv"))
+
+
+def attachment(filename):
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+@router.post("/{job_id}/rerun", status_code=201, response_model=JobCreated,
+             responses={201: {"headers": headers(201)}, **errors(400, 404, 413)})
+def rerun_job(job_id: JobId, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+              body: Optional[RerunRequest] = None):
+    """A new job from this one's spec (same seed: the same history bit for bit), optionally with a new seed or
+    a spec patch; in the same experiment with the same tags unless the body says otherwise."""
+    job = find_job(session, job_id, owner)
+    body = body or RerunRequest()
+    spec = merge(job.spec, body.spec_patch or {})
+    if body.seed is not None:
+        spec["seed"] = body.seed
+    try:
+        spec = JobSpec.model_validate(spec, strict=True)
+    except ValidationError as e:
+        raise RequestValidationError([{"loc": ("body", "spec_patch") + tuple(err["loc"]), "msg": err["msg"],
+                                       "type": err["type"]} for err in e.errors()])
+    experiment = body.experiment
+    if experiment is None and job.experiment_id is not None:
+        experiment = experiment_store.names_by_id(session, [job.experiment_id])[job.experiment_id]
+    submission = JobSubmission(spec=spec, name=body.name, experiment=experiment,
+                               tags=job.tags if body.tags is None else body.tags,
+                               notes=f"re-run of {job.name} ({job.id})" if body.notes is None else body.notes)
+    new = create(session, owner, settings, submission, loc=("body", "spec_patch"))
+    response.headers["Location"] = f"/jobs/{new.id}"
+    return JobCreated(id=new.id, name=new.name, status=new.status)
+
+
+def merge(base, patch):
+    """`patch` laid over `base`: objects merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in patch.items():
+        merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response, responses=errors(404))
+def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    """Deletes the job with its history and artifacts, for good; a running job is cancelled first (its worker
+    stops at its next write)."""
+    find_job(session, job_id, owner)
+    job_store.delete_job(session, job_id)
 
 
 @router.get("/{job_id}/graph.svg", response_class=Response, responses={**errors(404), 200: {
