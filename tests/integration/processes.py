@@ -3,6 +3,7 @@ on a fresh PostgreSQL database and a Redis server of their own (so that two suit
 never share, or flush, each other's broker)."""
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,9 +25,15 @@ POSTGRES = {"user": "postgres", "host": "127.0.0.1", "port": 5432, "maintenance_
 NO_REDIS_SERVER = "needs redis-server (Debian: apt-get install redis-server) to start a Redis of its own"
 
 
+def compose_text() -> str:
+    """docker-compose.yml with compose's `${VAR:-default}` interpolation done as with no variable set
+    (the parser does not interpolate, and a port must parse as a number); `${VAR:?message}` stays."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", (REPO / "docker-compose.yml").read_text())
+
+
 def compose_file() -> dict:
     """docker-compose.yml, read by a real compose parser."""
-    return PyCompose.from_yaml((REPO / "docker-compose.yml").read_text()).to_dict()
+    return PyCompose.from_yaml(compose_text()).to_dict()
 
 
 def compose_command(service: str) -> list[str]:

@@ -6,13 +6,13 @@ import subprocess
 import pytest
 from compose_spec import PyCompose
 
-from tests.integration.processes import REPO, compose_file
+from tests.integration.processes import REPO, compose_file, compose_text
 
 SERVICES = {"postgres", "redis", "migrate", "api", "worker"}
 
 
 def test_the_compose_file_parses():
-    assert set(PyCompose.from_yaml((REPO / "docker-compose.yml").read_text()).service_names()) == SERVICES
+    assert set(PyCompose.from_yaml(compose_text()).service_names()) == SERVICES
 
 
 def test_the_parser_rejects_what_compose_rejects():
