@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 TESTDEPS := $(VENV)/.test-installed
 
-.PHONY: run test bench install clean delete-data
+.PHONY: run test test-compose bench install clean delete-data
 
 $(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(RUNTIME)
 
 test: $(TESTDEPS)
 	$(PY) -m pytest
+
+# The docker-compose stack run for real (root: installs and starts a Docker engine; tests/compose/).
+test-compose: $(TESTDEPS)
+	MGS_COMPOSE_TEST=1 $(PY) -m pytest tests/compose
 
 bench: $(TESTDEPS)
 	$(PY) benchmarks/engine.py
