@@ -1,6 +1,7 @@
 """Driving the compose stack from a test: the README's compose commands, the containers, the published API."""
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -49,9 +50,10 @@ class Stack:
         self.log_dir = log_dir
         self.port = free_port()
         self.cli = compose_cli()
-        self.env = dict(os.environ,
-                        COMPOSE_PROJECT_NAME=PROJECT,
-                        API_KEY_SECRET=secrets.token_hex(32),
+        # every value the compose file requires (`${NAME:?...}`: API_KEY_SECRET, passwords) gets a random one
+        required = re.findall(r"\$\{(\w+):\?", (REPO / "docker-compose.yml").read_text())
+        self.env = dict({name: secrets.token_hex(32) for name in required}, **os.environ)
+        self.env.update(COMPOSE_PROJECT_NAME=PROJECT,
                         API_PORT=str(self.port),
                         # the classic builder: docker-compose 1.29 may hand builds to a CLI without buildx
                         DOCKER_BUILDKIT="0", COMPOSE_DOCKER_CLI_BUILD="0")
