@@ -54,7 +54,7 @@ def docker_engine():
         with step(f"apt-get install {' '.join(missing)}"):
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
             subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            subprocess.run(["apt-get", "install", "-y", "-qq", *missing],
                            check=True, env=env, stdout=subprocess.DEVNULL)
     dockerd = None
     if not _docker_answers():
