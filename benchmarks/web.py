@@ -11,6 +11,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,7 +39,13 @@ def main():
             with httpx.Client(base_url=base, timeout=60) as http:
                 seed = http.post("/jobs", json=json.loads((REPO / "examples/seed.json").read_text())).json()["id"]
                 moons = http.post("/jobs", json=MOONS).json()["id"]
+                sweep = http.post("/sweeps", json={
+                    "spec": {"steps": 40, "record": {"graph_svg": False}}, "method": "random", "trials": 6,
+                    "space": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True}, "seed": [0, 1]},
+                    "parallelism": 2, "objective": "final_loss", "seed": 0}).json()["id"]
                 wait_for_final(http, [seed, moons], timeout=300)
+                while http.get(f"/sweeps/{sweep}").json()["status"] == "running":
+                    time.sleep(0.5)
             views = {
                 "runs": ("/runs", "table.runs tbody tr.run"),
                 "new run": ("/new", "textarea.spec"),
@@ -46,6 +53,7 @@ def main():
                 "run (moons: boundary)": (f"/runs/{moons}", ".boundary-svg circle"),
                 "graph (seed, 10,000 pt)": (f"/runs/{seed}/graph", ".graph-viewport[data-ready=true]"),
                 "compare (2 runs)": (f"/compare?ids={seed},{moons}", "table.compare"),
+                "sweep (6 trials)": (f"/sweeps/{sweep}", "table.leaderboard tbody tr"),
                 "queue": ("/queue", ".card-value"),
             }
             measure(base, views, args.repeat)

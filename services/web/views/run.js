@@ -99,7 +99,7 @@ export function renderRun(main, {args: [id], signal}) {
   function drawDetails(job) {
     const m = job.metrics || {};
     const t = job.timings;
-    details.replaceChildren(
+    details.replaceChildren(...[
       job.error ? h("section", {class: "error-box"}, h("h2", {}, "Error"), h("pre", {}, job.error)) : null,
       h("section", {}, h("h2", {}, "Metrics"), table([
         ["final loss", num(m.final_loss)], ["accuracy", pct(m.accuracy)], ["validation loss", num(m.val_loss)],
@@ -111,7 +111,7 @@ export function renderRun(main, {args: [id], signal}) {
         ["ran for", t.started_at ? duration(t.started_at, t.finished_at) : "–"],
         ["attempts", String(job.attempts)]])),
       h("section", {}, h("h2", {}, "Spec"), table(flatten(job.spec).map(([k, v]) => [k, Array.isArray(v) && v.length > 8 ? `[${v.length} items]` : typeof v === "number" ? num(v) : JSON.stringify(v)]))),
-      job.status === "succeeded" ? paramsSection() : null);
+      job.status === "succeeded" ? paramsSection() : null].filter(Boolean));
   }
 
   function paramsSection() {
