@@ -83,6 +83,17 @@ def test_the_runs_table_compares_two_runs_and_back_and_forward_work(page, servic
     p.locator(f"table.compare a[href='#/runs/{first}']").first.click()
     wait_for_hash(p, f"^#/runs/{first}$")
     p.wait_for_selector(".kv")
+    # re-run it (POST /jobs/{id}/rerun), then delete the copy (DELETE /jobs/{id}, after a confirm)
+    p.click("button:has-text('Re-run')")
+    p.wait_for_function("(first) => /^#\\/runs\\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.includes(first)", arg=first)
+    copy = p.evaluate("location.hash").split("/")[-1]
+    p.wait_for_selector(".status-succeeded", timeout=60_000)
+    p.once("dialog", lambda dialog: dialog.accept())
+    p.click("button:has-text('Delete')")
+    wait_for_hash(p, "^#/runs$")
+    p.wait_for_selector(f"tr[data-id='{first}']")
+    assert p.locator(f"tr[data-id='{copy}']").count() == 0
+    assert service.http.get(f"/jobs/{copy}").status_code == 404
 
 
 def test_the_seed_graph_pans_zooms_searches_and_hovers_with_keys_required(page, service):
