@@ -3,9 +3,12 @@ worker stopped) and export (loss.csv, params download)."""
 import csv
 import io
 import json
+import threading
+import time
 
 import pytest
 
+from core.spec import JobSpec
 from services.store import db, jobs as job_store
 from tests.services.conftest import auth, finish_job, start_job, submit
 from tests.services.test_auth import locked, new_key  # noqa: F401 (fixture)
@@ -86,6 +89,22 @@ def test_deleting_a_running_job_stops_its_worker(client):
         with pytest.raises(job_store.Superseded):  # the worker's next write: it stops, writing nothing
             job_store.record_progress(session, job_id, token, [job_store.Point(1, 0.5)], 2, 0.5)
         assert not job_store.heartbeat(session, job_id, token)
+        assert job_store.get_loss_points(session, job_id) == []
+
+
+def test_deleting_a_job_a_real_worker_is_training_stops_it(client, worker):  # noqa: F811
+    with db.session_scope() as session:  # (past the API's MAX_STEPS: it must run until stopped)
+        job_id = str(job_store.create_job(session, "local", JobSpec(steps=1_000_000, record={"graph_svg": False})).id)
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(worker.run_job(job_id)))
+    thread.start()
+    while not client.get(f"/jobs/{job_id}").json()["progress"]["step"]:
+        time.sleep(0.05)
+    assert client.delete(f"/jobs/{job_id}").status_code == 204
+    thread.join(timeout=60)
+    assert outcome == ["superseded"]
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+    with db.session_scope() as session:
         assert job_store.get_loss_points(session, job_id) == []
 
 
