@@ -22,6 +22,8 @@ from tests.services.conftest import REPO, finish_job
 from tests.services.test_sweeps import play_trial, sweep_body
 
 STEPS = 4
+# The CLI is a client: the API's work on both databases is tested beside it; here SQLite is enough.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -65,6 +67,7 @@ def spec_file(tmp_path, **spec):
     return path
 
 
+@sqlite_only
 def test_keys_create_list_revoke(service_env, capsys):
     created = mgs(capsys, "keys", "create", "--owner", "alice", "--name", "laptop")
     key = created.out.strip()
@@ -82,6 +85,7 @@ def test_keys_create_list_revoke(service_env, capsys):
     assert refused.err == f"mgs: no active key with id {listed['id']}\n"
 
 
+@sqlite_only
 def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
@@ -128,6 +132,7 @@ def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch)
     assert json.loads(mgs(capsys, "cancel", job_id, "--json").out)["status"] == "succeeded"
 
 
+@sqlite_only
 def test_run_metadata_and_experiments(server, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
@@ -169,6 +174,7 @@ def test_run_metadata_and_experiments(server, key, capsys, tmp_path, monkeypatch
     assert "404" in mgs(capsys, "show", job_id, code=API_ERROR).err
 
 
+@sqlite_only
 def test_submit_wait_prints_the_finished_job_and_exits_3_when_it_did_not_succeed(server, key, capsys, tmp_path,
                                                                               monkeypatch):
     spec = spec_file(tmp_path)
@@ -185,6 +191,7 @@ def test_submit_wait_prints_the_finished_job_and_exits_3_when_it_did_not_succeed
     assert "failed" in failed.out and "the loss diverged" in failed.out
 
 
+@sqlite_only
 def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, monkeypatch):
     """A worker that takes a while: the bar (forced live, as on a terminal) shows each step of the total,
     the loss and an ETA as the API reports them, then the finished job."""
@@ -215,6 +222,7 @@ def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, m
     assert "succeeded" in run.stdout and "step 4 of 4" in run.stdout
 
 
+@sqlite_only
 def test_list_filters_and_sorts_and_compare_prints_runs_side_by_side(server, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
@@ -270,6 +278,7 @@ def trial_worker(make_client, serve, monkeypatch):
     thread.join()
 
 
+@sqlite_only
 def test_sweeps_create_watch_show_list_cancel(trial_worker, capsys, tmp_path, monkeypatch):
     url, pause = trial_worker
     monkeypatch.setenv("SERVICE_URL", url)
@@ -301,6 +310,7 @@ def test_sweeps_create_watch_show_list_cancel(trial_worker, capsys, tmp_path, mo
     assert "422" in mgs(capsys, "sweep", "create", spec_file(tmp_path), code=API_ERROR).err
 
 
+@sqlite_only
 def test_failures_are_one_line_with_documented_exit_codes(server, key, capsys, tmp_path):
     refused = mgs(capsys, "list", "--url", server, "--key", "mgs_wrong", code=API_ERROR)
     assert refused.err.startswith("mgs: 401 from GET /jobs:") and refused.err.count("\n") == 1
