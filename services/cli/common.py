@@ -152,3 +152,12 @@ def number(x, digits=6):
 def when(timestamp):
     """An ISO timestamp from the API, to the minute."""
     return timestamp.replace("T", " ")[:16] if timestamp else "–"
+
+
+def confirm(yes, question):
+    """Go on with something final: with --yes, or when a person at a terminal says so."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Failure("this is final: add --yes to go on without being asked")
+    typer.confirm(question, abort=True, err=True)

@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from services.cli.common import API_ERROR, DEFAULT_URL, Api, Failure, Json, Key, Url, err, out, print_json, table, when
+from services.cli.common import API_ERROR, DEFAULT_URL, confirm, Api, Failure, Json, Key, Url, err, out, print_json, table, when
 
 app = typer.Typer(no_args_is_help=True, help="Experiments: named groups of jobs (`list --experiment NAME` shows "
                                              "their jobs).")
@@ -62,10 +62,6 @@ def delete(experiment: Ref,
     """Delete an experiment AND its jobs, with their histories and artifacts, for good."""
     api = Api(url, key)
     found = find(api, experiment)
-    if not yes:
-        if not typer.get_text_stream("stdin").isatty():
-            raise Failure("deleting is final: add --yes to delete without being asked")
-        typer.confirm(f"Delete experiment {found['name']!r} and its {found['jobs']} jobs for good?", abort=True,
-                      err=True)
+    confirm(yes, f"Delete experiment {found['name']!r} and its {found['jobs']} jobs for good?")
     api.request("DELETE", f"/experiments/{found['id']}")
     err.print(f"deleted experiment {found['name']!r} and its {found['jobs']} jobs")

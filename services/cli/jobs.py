@@ -8,14 +8,14 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from services.cli.common import (DEFAULT_URL, FINAL_STATUSES, INTERRUPTED, JOB_FAILED, Api, Failure, JobId, Json, Key, Url, err, number,
+from services.cli.common import (DEFAULT_URL, confirm, FINAL_STATUSES, INTERRUPTED, JOB_FAILED, Api, Failure, JobId, Json, Key, Url, err, number,
                                  out, print_json, read_json, table, when, write_file)
 
 Status = Enum("Status", {name: name for name in ("queued", "running", "succeeded", "failed", "cancelled")}, type=str)
 
 
 def register(app: typer.Typer):
-    for command in (submit, list_jobs, show, edit, compare, loss, params, predict, graph, cancel):
+    for command in (submit, list_jobs, show, edit, compare, rerun, loss, params, predict, graph, cancel, delete):
         app.command(name=command.__name__.removesuffix("_jobs").replace("_", "-"))(command)
     app.command(name="status", hidden=True, help="the same as show")(show)
 
@@ -85,6 +85,7 @@ def follow(api, job_id, poll):
 def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=False)] = None,
               experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="an experiment's name",
                                                                 show_default=False)] = None,
+              sweep: Annotated[Optional[str], typer.Option(help="a sweep's id: its trials", show_default=False)] = None,
               tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="KEY=VALUE, or KEY for any value; "
                                                                "repeat: all must match", show_default=False)] = None,
               where: Annotated[Optional[str], typer.Option("--filter", "-f", help="e.g. \"optimizer.lr>=0.05 and "
@@ -98,7 +99,8 @@ def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=Fals
               as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
     """Your jobs, newest first."""
     tags = [t.replace("=", ":", 1) for t in tag or ()]
-    page = Api(url, key).get("/jobs", status=status and status.value, experiment=experiment, tag=tags or None,
+    page = Api(url, key).get("/jobs", status=status and status.value, experiment=experiment, sweep=sweep,
+                             tag=tags or None,
                              filter=where, sort=sort, order="asc" if ascending else "desc", limit=limit, cursor=cursor)
     if as_json:
         return print_json(page)
@@ -176,6 +178,58 @@ def compare(job_ids: Annotated[list[str], typer.Argument(help="2 to 20 job ids",
     out.print(table(("", *(run["name"] for run in runs)), rows))
 
 
+def rerun(job_id: JobId,
+          seed: Annotated[Optional[int], typer.Option(min=0, help="a new seed (default: the same, so the same "
+                                                            "history bit for bit)", show_default=False)] = None,
+          change: Annotated[Optional[list[str]], typer.Option("--set", help="PATH=VALUE, e.g. optimizer.lr=0.05 "
+                                                              "(VALUE is JSON, else text; repeat for several)",
+                                                              show_default=False)] = None,
+          name: Annotated[Optional[str], typer.Option(help="the new job's name", show_default=False)] = None,
+          experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="default: the same",
+                                                            show_default=False)] = None,
+          wait: Annotated[bool, typer.Option("--wait", help="follow it with a progress bar; exit 3 unless it "
+                                                            "succeeded")] = False,
+          as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
+    """Run a job again: the same spec and seed, or with --seed / --set changes; same experiment and tags."""
+    patch = {}
+    for item in change or ():
+        path, sep, text = item.partition("=")
+        if not sep or not path:
+            raise Failure(f"--set {item!r}: expected PATH=VALUE")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        *parents, last = path.split(".")
+        node = patch
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise Failure(f"--set {item!r}: {part} is set twice")
+        node[last] = value
+    body = {k: v for k, v in {"seed": seed, "spec_patch": patch or None, "name": name,
+                              "experiment": experiment}.items() if v is not None}
+    api = Api(url, key)
+    created = api.post(f"/jobs/{job_id}/rerun", body)
+    if not wait:
+        return print_json(created) if as_json else out.print(created["id"])
+    job = follow(api, created["id"], 0.5)
+    print_json(job) if as_json else print_job(job)
+    if job["status"] != "succeeded":
+        raise typer.Exit(JOB_FAILED)
+
+
+def delete(job_ids: Annotated[list[str], typer.Argument(help="one or more job ids", show_default=False)],
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+           url: Url = DEFAULT_URL, key: Key = None):
+    """Delete jobs with their histories and artifacts, for good (a running one is cancelled first)."""
+    confirm(yes, f"Delete {len(job_ids)} job(s) and their histories for good?")
+    api = Api(url, key)
+    for job_id in job_ids:
+        api.request("DELETE", f"/jobs/{job_id}")
+        err.print(f"deleted job {job_id}")
+
+
 def compact(value):
     """A spec part or value on one line (JSON for lists and objects, without their unset fields)."""
     if isinstance(value, dict):
@@ -190,8 +244,15 @@ def loss(job_id: JobId,
                                                                            "(spikes kept)")] = 1000,
          start: Annotated[Optional[int], typer.Option(min=0, help="first step", show_default=False)] = None,
          end: Annotated[Optional[int], typer.Option(min=0, help="last step", show_default=False)] = None,
+         csv: Annotated[bool, typer.Option("--csv", help="the whole history as CSV (step,loss,accuracy,lr), "
+                                                          "not downsampled")] = False,
+         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="with --csv: write to this file",
+                                                        show_default=False)] = None,
          as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
     """A job's loss history (step, loss, accuracy, learning rate), also while it runs."""
+    if csv:
+        text = Api(url, key).request("GET", f"/jobs/{job_id}/loss.csv").text
+        return write_file(output, text, "the loss history") if output else print(text, end="")
     history = Api(url, key).get(f"/jobs/{job_id}/loss", max_points=max_points, start=start, end=end)
     if as_json:
         return print_json(history)

@@ -247,6 +247,34 @@ def test_list_filters_and_sorts_and_compare_prints_runs_side_by_side(server, key
     assert "422" in mgs(capsys, "compare", slow, code=API_ERROR).err
 
 
+@sqlite_only
+def test_rerun_export_and_delete(server, key, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    job_id = mgs(capsys, "submit", spec_file(tmp_path, seed=3), "-e", "runs", "-t", "kind=base").out.strip()
+
+    again = json.loads(mgs(capsys, "rerun", job_id, "--wait", "--json").out)
+    assert (again["status"], again["spec"]["seed"], again["experiment"], again["tags"]) == (
+        "succeeded", 3, "runs", {"kind": "base"})
+    changed_id = mgs(capsys, "rerun", job_id, "--seed", "9", "--set", "optimizer.lr=0.5", "--set",
+                     "optimizer.schedule=linear", "--name", "faster").out.strip()
+    changed = json.loads(mgs(capsys, "show", changed_id, "--json").out)
+    assert changed["name"] == "faster" and changed["spec"]["seed"] == 9
+    assert (changed["spec"]["optimizer"]["lr"], changed["spec"]["optimizer"]["schedule"]) == (0.5, "linear")
+    assert "expected PATH=VALUE" in mgs(capsys, "rerun", job_id, "--set", "lr", code=USAGE).err
+    assert "422" in mgs(capsys, "rerun", job_id, "--set", "optimizer.lr=-1", code=API_ERROR).err
+
+    assert mgs(capsys, "loss", job_id, "--csv").out == "step,loss,accuracy,lr\n0,0.5,,0.1\n1,0.25,,0.1\n"
+    mgs(capsys, "loss", job_id, "--csv", "-o", tmp_path / "loss.csv")
+    assert (tmp_path / "loss.csv").read_text().startswith("step,loss")
+
+    assert "--yes" in mgs(capsys, "delete", job_id, code=USAGE).err  # not at a terminal: never asks
+    deleted = mgs(capsys, "delete", job_id, changed_id, "--yes").err
+    assert f"deleted job {job_id}" in deleted and f"deleted job {changed_id}" in deleted
+    assert "404" in mgs(capsys, "show", job_id, code=API_ERROR).err
+    assert [j["id"] for j in json.loads(mgs(capsys, "list", "--json").out)["items"]] == [again["id"]]
+
+
 @pytest.fixture
 def trial_worker(make_client, serve, monkeypatch):
     """The API on a real port and a worker thread that plays each trial sent (a short pause, a history,
@@ -299,6 +327,8 @@ def test_sweeps_create_watch_show_list_cancel(trial_worker, capsys, tmp_path, mo
     assert sweep["status"] == "finished" and len(sweep["leaderboard"]) == 4
     assert sweep["best"]["job_id"] in mgs(capsys, "sweep", "show", sweep_id).out
     assert sweep_id in mgs(capsys, "sweep", "list").out
+    trials = {t["id"] for t in json.loads(mgs(capsys, "list", "--sweep", sweep_id, "--json").out)["items"]}
+    assert trials == {t["job_id"] for t in sweep["leaderboard"]}
     trial = sweep["best"]["job_id"]
     assert json.loads(mgs(capsys, "show", trial, "--json").out)["status"] == "succeeded"  # trials are jobs
 
