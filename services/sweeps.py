@@ -185,7 +185,8 @@ def _prune_running_trials(sweep, space, snapshot, decision) -> None:
             _add_trial(study, sweep, space, snapshot, trial)
     for trial in to_judge:
         frozen = trials[trial.number]
-        new_points = _intermediate(sweep, snapshot, trial, start=(trial.checked_step or -1) + 1)
+        first_unseen = 0 if trial.checked_step is None else trial.checked_step + 1
+        new_points = _intermediate(sweep, snapshot, trial, start=first_unseen)
         if not new_points:
             continue
         stopped_at = _replay(study, frozen, new_points)

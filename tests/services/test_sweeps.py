@@ -9,6 +9,8 @@ from services.store import db, jobs as job_store, keys
 from services.store import sweeps as sweep_store
 from tests.services.conftest import auth
 
+# A pruner shown the same step twice (Optuna warns and ignores it) means the replay lost its place.
+pytestmark = pytest.mark.filterwarnings("error:The reported value is ignored:UserWarning")
 MOONS = {"data": {"kind": "moons", "n_samples": 20}, "model": {"layers": [4, 4, 1]}, "loss": "hinge", "steps": 90}
 
 
