@@ -10,6 +10,8 @@ reference run; duplicated when a step is served twice, a value differs from the 
 at-least-once execution). Steps recomputed: of the steps a re-run job had reported done at the fault,
 those its re-run computed again (from its last checkpoint, or from step 0 without one), in all and as a
 share of the jobs' steps. Recovery: from the fault to the last of its jobs being final.
+The sweep row counts trials: one that never ran (or failed) is lost, a job beyond the sweep's
+`trials` is duplicated, and its recovery is from the fault to the sweep's end.
 
 Workers checkpoint every 0.5 s (tests/faults/harness.py) unless a row says otherwise."""
 import argparse
@@ -51,6 +53,7 @@ SCENARIOS = {  # name -> (label, inject(cluster, client, servers) -> Fault[, env
                  lambda c, j, s: scenarios.postgres_restarted(c, j, s["postgres"], down_seconds=2)),
     "postgres-long": ("PostgreSQL down 7 s, jobs end",
                       lambda c, j, s: scenarios.postgres_restarted(c, j, s["postgres"], 7, fraction=0.3)),
+    "sweep": ("worker SIGKILL mid-sweep", lambda c, j, s: scenarios.sweep_worker_killed(c, j)),
 }
 
 
@@ -77,6 +80,11 @@ def run_trial(inject, servers, database, env):
     try:
         client = JobClient(cluster.start_api().url)
         fault = inject(cluster, client, servers)
+        wanted = missing = extra = 0
+        if fault.sweep_id:  # the jobs are the sweep's trials; a missing trial is lost, one too many doubled
+            sweep, jobs_in_all = scenarios.sweep_trials(client, fault, FINAL_TIMEOUT_SECONDS)
+            wanted = sweep["trials"]
+            missing, extra = max(0, wanted - len(fault.jobs)), max(0, jobs_in_all - wanted)
         for job_id, _ in fault.jobs:
             try:
                 client.wait_final(job_id, timeout=FINAL_TIMEOUT_SECONDS)
@@ -86,7 +94,8 @@ def run_trial(inject, servers, database, env):
         verdicts = [judge(client, job_id, spec) for job_id, spec in fault.jobs]
         lost, duplicated, runs = (sum(column) for column in zip(*verdicts))
         recomputed, steps = steps_recomputed(cluster, client, fault), sum(spec["steps"] for _, spec in fault.jobs)
-        return len(fault.jobs), lost, duplicated, runs - len(fault.jobs), recomputed, steps, recovered_after
+        return (max(wanted, len(fault.jobs)), lost + missing, duplicated + extra, runs - len(fault.jobs), recomputed,
+                steps, recovered_after)
     finally:
         cluster.cleanup()
         shutil.rmtree(log_dir, ignore_errors=True)

@@ -34,20 +34,34 @@ class JobClient:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def create_sweep(self, body):
+        response = self.http.post("/sweeps", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def sweep(self, sweep_id):
+        response = self.http.get(f"/sweeps/{sweep_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def all_jobs(self):
+        """Every job of the owner, following the pages."""
+        found, cursor = [], None
+        while True:
+            page = self.http.get("/jobs", params={"limit": 200, **({"cursor": cursor} if cursor else {})}).json()
+            found += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
+    def wait_sweep(self, sweep_id, condition, timeout, what):
+        """Poll the sweep until `condition(sweep)` holds, as `wait_for` does a job."""
+        return _poll(lambda: self.sweep(sweep_id), condition, timeout, f"sweep {sweep_id} not {what}")
+
     def wait_for(self, job_id, condition, timeout, what):
         """Poll the job until `condition(job)` holds; transient API/database errors are retried
         (a test may be restarting PostgreSQL underneath the API)."""
-        deadline = time.monotonic() + timeout
-        job = None
-        while time.monotonic() < deadline:
-            try:
-                job = self.job(job_id)
-                if condition(job):
-                    return job
-            except (httpx.HTTPError, AssertionError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"job {job_id} not {what} after {timeout}s; last seen: {job}")
+        return _poll(lambda: self.job(job_id), condition, timeout, f"job {job_id} not {what}")
 
     def wait_final(self, job_id, timeout):
         return self.wait_for(job_id, lambda job: job["status"] in FINAL, timeout, "final")
@@ -56,6 +70,20 @@ class JobClient:
         """Running and past `min_step` steps, so a kill lands mid-training."""
         return self.wait_for(job_id, lambda job: job["status"] == "running"
                              and job["progress"]["step"] >= min_step, timeout, f"running past step {min_step}")
+
+
+def _poll(read, condition, timeout, failure):
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        try:
+            seen = read()
+            if condition(seen):
+                return seen
+        except (httpx.HTTPError, AssertionError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{failure} after {timeout}s; last seen: {seen}")
 
 
 def enqueue_again(env, job_id):

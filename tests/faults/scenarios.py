@@ -20,6 +20,8 @@ class Fault:
     injected_at: float = field(default_factory=time.monotonic)
     injected_wall: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     workers: dict = field(default_factory=dict)
+    sweep_id: str = None      # a sweep's faults: its trials are the jobs, known once it has finished,
+    sweep_steps: dict = field(default_factory=dict)  # ... and the steps each had done at the fault
 
     def finished_after_the_fault(self, job):
         return datetime.fromisoformat(job["timings"]["finished_at"]) > self.injected_wall
@@ -100,6 +102,42 @@ def postgres_restarted(cluster, client, postgres_server, down_seconds=2, fractio
     fault = _before(client, jobs, workers)
     postgres_server.restart(down_seconds=down_seconds)
     return fault
+
+
+SWEEP_TRIALS = 6
+
+
+def sweep_worker_killed(cluster, client):
+    """SIGKILL of the worker running a sweep's trial, another worker alive: the killed trial runs again
+    and the sweep ends with exactly its trials (a grid over the seed, so every trial is a different,
+    known run). One trial at a time, so the worker running it is the one busy worker."""
+    workers = [cluster.start_worker(name) for name in ("w1", "w2")]
+    sweep_id = client.create_sweep({"spec": long_spec(fraction=0.5), "space": {"seed": list(range(SWEEP_TRIALS))},
+                                    "method": "grid", "parallelism": 1})
+    client.wait_sweep(sweep_id, lambda sweep: sweep["counts"]["succeeded"] >= 1, timeout=60,
+                      what="past its first trial")
+    running = client.wait_sweep(sweep_id, lambda sweep: any(t["status"] == "running" and t["steps_done"] >= 100
+                                                            for t in sweep["leaderboard"]),
+                                timeout=30, what="running a trial past step 100")
+    statuses = [t["status"] for t in sorted(running["leaderboard"], key=lambda t: t["number"])]
+    holder = next(w for w in workers if w.busy())
+    survivor = next(w for w in workers if w is not holder)
+    fault = Fault([], statuses, workers={"killed": holder, "survivor": survivor}, sweep_id=sweep_id,
+                  sweep_steps={t["job_id"]: t["steps_done"] for t in running["leaderboard"]})
+    holder.kill()
+    return fault
+
+
+def sweep_trials(client, fault, timeout):
+    """Waits for the sweep to end and makes its trials the fault's jobs; returns the sweep and how many
+    jobs the owner has in all (the sweep is the only thing the test submitted)."""
+    try:
+        sweep = client.wait_sweep(fault.sweep_id, lambda sweep: sweep["status"] != "running", timeout, "finished")
+    except TimeoutError:
+        sweep = client.sweep(fault.sweep_id)
+    fault.jobs = [(t["job_id"], client.job(t["job_id"])["spec"]) for t in sweep["leaderboard"] if t["job_id"]]
+    fault.steps_before = [fault.sweep_steps.get(job_id, 0) for job_id, _ in fault.jobs]
+    return sweep, len(client.all_jobs())
 
 
 def _submit(client, count, fraction=1.0):
