@@ -34,9 +34,9 @@ def main() -> int:
         wall = time.monotonic() - started
     best = sweep["best"]
     print(json.dumps({"sweep": sweep_id, "status": sweep["status"], "wall_seconds": round(wall, 1),
-                      "counts": sweep["counts"], "best": best and {"number": best["number"],
-                                                                   "objective": best["objective"],
-                                                                   "params": best["params"]}}, indent=1))
+                      "counts": sweep["counts"],
+                      "best": best and {key: best[key] for key in ("number", "job_id", "objective", "metrics", "params")}},
+                     indent=1))
     return 0 if sweep["status"] == "finished" else 1
 
 

@@ -1,5 +1,6 @@
 """Sweeps over HTTP and their advancing (services/sweeps.py) against a real database (SQLite and
 PostgreSQL); the broker is replaced by a recorder and the tests play the worker."""
+import json
 import threading
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from services import sweeps as search
 from services.store import db, jobs as job_store, keys
 from services.store import sweeps as sweep_store
-from tests.services.conftest import auth
+from tests.services.conftest import REPO, auth
 
 # A pruner shown the same step twice (Optuna warns and ignores it) means the replay lost its place.
 pytestmark = pytest.mark.filterwarnings("error:The reported value is ignored:UserWarning")
@@ -268,3 +269,11 @@ def test_sweep_lists_page_newest_first(client, enqueued):
     second = client.get("/sweeps", params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert [s["id"] for s in first["items"] + second["items"]] == ids[::-1] and second["next_cursor"] is None
     assert client.get("/sweeps", params={"cursor": "nonsense"}).status_code == 422
+
+
+def test_the_example_sweep_is_accepted_as_the_readme_says(client, enqueued):
+    body = json.loads((REPO / "examples" / "sweep-moons.json").read_text())
+    sweep = client.post("/sweeps", json=body).json()
+    assert (sweep["method"], sweep["trials"], sweep["objective"]) == ("tpe", 24, "final_loss")
+    assert sweep["sweep"]["early_stopping"]["rule"] == "asha" and len(enqueued) == sweep["sweep"]["parallelism"]
+    assert set(sweep["sweep"]["space"]) == {"optimizer.lr", "model.layers.0", "model.layers.1", "l2"}
