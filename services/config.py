@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     CHECKPOINT_STEPS: int = 0  # ... and/or every this many steps (0: never by steps)
 
     RATE_LIMIT_PER_MINUTE: int = 600
+    PREDICT_CONCURRENCY: int = 4           # predictions computed at once in one API process
+    PREDICT_PER_OWNER: int = 2             # of which one owner's
+    PREDICT_CACHE_BYTES: int = 64_000_000  # loaded models kept by job id
     MAX_ACTIVE_JOBS_PER_OWNER: int = 100
     MAX_TRIALS: int = 1000  # per sweep
     MAX_PARALLELISM: int = 16  # trials of one sweep queued or running at once

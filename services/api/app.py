@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from services.api.body_limit import BodySizeLimit
+from services.api.inference import InferenceSlots, ModelCache
 from services.api.rate_limit import SlidingWindowLimiter
 from services.api.routes import boundary, compare, events, experiments, health, jobs, sweeps
 from services.api.web import add_dashboard
@@ -31,6 +32,8 @@ def create_app() -> FastAPI:
                          static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
     app.state.settings = settings
     app.state.rate_limiter = SlidingWindowLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    app.state.inference_slots = InferenceSlots(settings.PREDICT_CONCURRENCY, settings.PREDICT_PER_OWNER)
+    app.state.models = ModelCache(settings.PREDICT_CACHE_BYTES)
     app.include_router(jobs.router)
     app.include_router(experiments.router)
     app.include_router(sweeps.router)

@@ -36,12 +36,13 @@ def spec_limit_errors(spec, settings):
     return errors
 
 
-def predict_limit_errors(xs, model, settings):
-    """Predictions run in the API process: at most MAX_SAMPLES samples, building no bigger a graph than
-    one training step may (MAX_NODES_PER_STEP), so that no request keeps the API busy for long."""
+def predict_limit_errors(xs, n_parameters, settings):
+    """Predictions run in the API process: at most MAX_SAMPLES samples, and no more work than one
+    training step's graph may hold (MAX_NODES_PER_STEP), so that no request keeps the API busy for long.
+    Counted from the job's spec, before its parameters are loaded."""
     if len(xs) > settings.MAX_SAMPLES:
         return [_too_many(f"{len(xs)} samples, the limit is {settings.MAX_SAMPLES}")]
-    nodes = len(xs) * FORWARD_NODES_PER_PARAMETER * len(model.parameters())
+    nodes = len(xs) * FORWARD_NODES_PER_PARAMETER * n_parameters
     if nodes > settings.MAX_NODES_PER_STEP:
         return [_too_many(f"{len(xs)} samples make about {nodes} graph nodes with this model, "
                           f"the limit is {settings.MAX_NODES_PER_STEP}; send fewer samples")]

@@ -8,13 +8,12 @@ import uuid
 from typing import Annotated, Literal, Optional
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from core.nn import MLP
 from core.spec import JobSpec
-from core.train import predict as core_predict
+from core.predict import Forward
 from services import queue
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
@@ -38,6 +37,7 @@ HEADERS_OF = {
     201: {"Location": "the new job's URL, /jobs/{id}"},
     401: {"WWW-Authenticate": "Bearer (with error=... when a key was sent but refused)"},
     429: {"Retry-After": "seconds to wait before trying again"},
+    503: {"Retry-After": "seconds to wait before trying again"},
 }
 
 
@@ -284,27 +284,42 @@ def why_no_graph(job) -> str:
     return f"rendering it failed: {job.graph_error or 'no reason was recorded'}"
 
 
-@router.post("/{job_id}/predict", response_model=PredictResponse, responses=errors(400, 404, 409, 413))
-def predict(job_id: JobId, body: PredictRequest, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+@router.post("/{job_id}/predict", response_model=PredictResponse, responses=errors(400, 404, 409, 413, 429, 503))
+def predict(job_id: JobId, body: PredictRequest, request: Request, session: SessionDep, owner: OwnerDep,
+            settings: SettingsDep):
+    """Limits are checked from the job's spec before its parameters are loaded; the forward pass runs as
+    arrays (core.predict), at most PREDICT_CONCURRENCY at once (PREDICT_PER_OWNER per owner)."""
     job = find_job(session, job_id, owner)
     if job.status != "succeeded":
         raise HTTPException(409, f"job {job_id} is {job.status}; predictions need a succeeded job")
-    params = json.loads(job_store.get_artifact(session, job_id, "params"))
-    model = MLP.from_json(params)
-    too_many = predict_limit_errors(body.xs, model, settings)
-    if too_many:
-        raise RequestValidationError(too_many)
-    wrong = [{"loc": ("body", "xs", i), "msg": f"expected {model.nin} inputs, got {len(x)}",
-              "type": "value_error", "input": x} for i, x in enumerate(body.xs) if len(x) != model.nin]
-    if wrong:
-        raise RequestValidationError(wrong)
-    try:
-        ys = core_predict(params, body.xs)
-    except (OverflowError, ValueError):
-        ys = [math.nan]
+    spec = JobSpec.model_validate(job.spec)
+    sizes = [spec.input_count()] + spec.model.layers
+    check_inputs(body.xs, sizes[0], predict_limit_errors(body.xs, parameter_count(sizes), settings))
+    session.commit()  # no transaction (on SQLite, a write lock) held through the inference
+    with request.app.state.inference_slots.take(owner):
+        model = request.app.state.models.get(job_id, lambda: Forward(
+            json.loads(job_store.get_artifact(session, job_id, "params"))))
+        check_inputs(body.xs, model.nin)
+        try:
+            ys = model(body.xs)
+        except (OverflowError, ValueError):
+            ys = [math.nan]
     if not all(math.isfinite(v) for y in ys for v in (y if isinstance(y, list) else [y])):
         raise HTTPException(422, "the model's output is not finite for these inputs")
     return PredictResponse(ys=ys)
+
+
+def parameter_count(sizes):
+    return sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+
+
+def check_inputs(xs, n_inputs, errors=()):
+    if errors:
+        raise RequestValidationError(errors)
+    wrong = [{"loc": ("body", "xs", i), "msg": f"expected {n_inputs} inputs, got {len(x)}",
+              "type": "value_error", "input": x} for i, x in enumerate(xs) if len(x) != n_inputs]
+    if wrong:
+        raise RequestValidationError(wrong)
 
 
 def summary(job, experiment_names):
