@@ -1,5 +1,5 @@
 // Runs: every job of this owner, newest first; live status, sort, filter, select to compare.
-import { get, q } from "../api.js";
+import { get, has, q } from "../api.js";
 import { h, idChip, statusBadge } from "../dom.js";
 import { ago, duration, num, pct } from "../format.js";
 import { isFinal } from "../live.js";
@@ -24,12 +24,21 @@ function metric(run, name) {
 
 export function renderRuns(main, {params, signal}) {
   const state = {status: params.get("status") || "", text: params.get("q") || "", filter: params.get("filter") || "",
+                 experiment: params.get("experiment") || "",
                  sort: params.get("sort") || "created_at", desc: params.get("order") !== "asc",
                  selected: new Set((params.get("select") || "").split(",").filter(Boolean)), runs: []};
   const statusSelect = h("select", {"aria-label": "status", onchange: () => { state.status = statusSelect.value; save(); load(); }},
                          STATUSES.map((st) => h("option", {value: st, selected: st === state.status}, st || "any status")));
   const search = h("input", {type: "search", placeholder: "filter by name, id or tag", value: state.text,
                              oninput: () => { state.text = search.value; save(); draw(); }});
+  const experimentSelect = h("select", {"aria-label": "experiment", hidden: true,
+    onchange: () => { state.experiment = experimentSelect.value; save(); load(); }});
+  has("GET", "/experiments").then((offered) => offered && get("/experiments", {signal})).then((list) => {
+    if (!list) return;
+    experimentSelect.replaceChildren(h("option", {value: ""}, "any experiment"),
+      ...list.items.map((e) => h("option", {value: e.name, selected: e.name === state.experiment}, `${e.name} (${e.jobs})`)));
+    experimentSelect.hidden = list.items.length === 0;
+  }).catch(() => {});
   const filter = h("input", {type: "search", class: "api-filter", placeholder: "API filter, e.g. optimizer.lr>=0.05 and metrics.accuracy>0.9", value: state.filter,
                              "aria-label": "API filter", onchange: () => { state.filter = filter.value.trim(); save(); load(); }});
   const compare = h("button", {class: "primary", onclick: () => {
@@ -39,7 +48,7 @@ export function renderRuns(main, {params, signal}) {
   const head = h("thead");
   const body = h("tbody");
   main.append(h("div", {class: "toolbar"}, h("h1", {}, "Runs"), summary),
-              h("div", {class: "toolbar"}, statusSelect, filter, search, compare, h("a", {class: "button", href: "#/new"}, "New run")),
+              h("div", {class: "toolbar"}, statusSelect, experimentSelect, filter, search, compare, h("a", {class: "button", href: "#/new"}, "New run")),
               h("table", {class: "runs"}, head, body));
 
   function save() {
@@ -47,6 +56,7 @@ export function renderRuns(main, {params, signal}) {
     if (state.status) p.set("status", state.status);
     if (state.text) p.set("q", state.text);
     if (state.filter) p.set("filter", state.filter);
+    if (state.experiment) p.set("experiment", state.experiment);
     if (state.sort !== "created_at") p.set("sort", state.sort);
     if (!state.desc) p.set("order", "asc");
     setQuery(p);
@@ -57,6 +67,7 @@ export function renderRuns(main, {params, signal}) {
       const query = new URLSearchParams({limit: "100"});
       if (state.status) query.set("status", state.status);
       if (state.filter) query.set("filter", state.filter);
+      if (state.experiment) query.set("experiment", state.experiment);
       const list = await get(`/jobs?${query}`, {signal});
       banner("");
       state.runs = list.items;
