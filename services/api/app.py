@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -18,6 +19,7 @@ from services.api.web import add_dashboard
 from services.config import get_settings
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_SECONDS = 5
 DOCS_ASSETS_URL = "/docs-assets"
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
@@ -43,6 +45,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, allow_every_method_of_the_path)
+    for unreachable in (OperationalError, InterfaceError):
+        app.add_exception_handler(unreachable, database_unavailable)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
 
     add_dashboard(app)
@@ -72,6 +76,16 @@ async def validation_error(request: Request, exc: RequestValidationError):
     large, and may hold NaN/infinity, which JSON cannot carry."""
     detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return JSONResponse(jsonable_encoder({"detail": detail}), status_code=422)
+
+
+async def database_unavailable(request: Request, exc: Exception):
+    """The database is down (or, on SQLite, locked past the busy timeout): 503 with Retry-After, as
+    JSON like every other error, and the connection stays open (an unhandled error would be a 500 in
+    plain text, then a reset connection). The log names the error class, not the driver's message,
+    which may carry the database's address."""
+    log.warning("database unreachable during %s %s (%s)", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse({"detail": "the database is unreachable; retry shortly"}, status_code=503,
+                        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
 async def allow_every_method_of_the_path(request: Request, exc: HTTPException):
