@@ -304,6 +304,7 @@ def cancel_abandoned_jobs(session: Session, stale_after: float) -> list[uuid.UUI
                              Job.heartbeat_at < now - timedelta(seconds=stale_after))
         .values(status="cancelled", finished_at=now, heartbeat_at=None, claim_token=None)
         .returning(Job.id)))
+    _forget_checkpoints(session, cancelled)
     session.commit()
     return cancelled
 
@@ -317,6 +318,7 @@ def fail_exhausted_jobs(session: Session, stale_after: float, max_attempts: int)
         .values(status="failed", finished_at=now, claim_token=None,
                 error=f"worker crashed {max_attempts} times (attempt limit reached)")
         .returning(Job.id)))
+    _forget_checkpoints(session, failed)
     session.commit()
     return failed
 
@@ -337,7 +339,13 @@ def _end(session: Session, job_id, token: str, **values) -> None:
     if result.rowcount != 1:
         session.rollback()
         raise Superseded(f"job {job_id} is no longer owned by this run")
-    session.execute(delete(Checkpoint).where(Checkpoint.job_id == _as_uuid(job_id)))  # a final job never resumes
+    _forget_checkpoints(session, [job_id])
+
+
+def _forget_checkpoints(session: Session, job_ids) -> None:
+    """A final job never resumes: its checkpoint goes in the transaction that ends it."""
+    if job_ids:
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_([_as_uuid(j) for j in job_ids])))
 
 
 def _insert_points(session: Session, job_id, points: Iterable[Point]) -> None:

@@ -79,6 +79,20 @@ def test_a_checkpoint_is_stored_exactly_and_only_by_the_run_holding_the_job(serv
     assert stored_checkpoint(job_id) is None  # a final job is never resumed
 
 
+def test_jobs_the_sweeper_ends_lose_their_checkpoints(service_env):
+    """A crash loop on its last attempt (failed) and a dead worker's job asked to cancel (cancelled)."""
+    exhausted, abandoned = submit(), submit()
+    for job_id in (exhausted, abandoned):
+        with session_scope() as session:
+            checkpoints.save_checkpoint(session, job_id, claim(job_id), state_at(SPEC, 5))
+        die(job_id)
+    with session_scope() as session:
+        jobs.cancel_job(session, abandoned)
+        assert jobs.cancel_abandoned_jobs(session, stale_after=60) == [abandoned]
+        assert jobs.fail_exhausted_jobs(session, stale_after=60, max_attempts=1) == [exhausted]
+    assert stored_checkpoint(exhausted) is None and stored_checkpoint(abandoned) is None
+
+
 def test_a_run_checkpoints_every_n_steps_after_writing_the_history_up_to_there(worker, service_env, monkeypatch):
     service_env(CHECKPOINT_STEPS=20, CHECKPOINT_SECONDS=0)
     from services.worker import checkpointing
