@@ -120,8 +120,7 @@ def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit:
         if after != ([] if key is None else [sort, descending, after[-1] if after else None]):
             raise ValueError(f"cursor {cursor!r} belongs to another sort order")
         if key is not None:
-            value = after[-1]
-            newer = _after(key, descending, datetime.fromisoformat(value) if sort == "created_at" else value, newer)
+            newer = _after(key, descending, _sort_value(sort, after[-1], cursor), newer)
         query = query.where(newer)
     if key is not None:
         query = query.order_by(key.is_(None), key.desc() if descending else key.asc())
@@ -134,6 +133,23 @@ def list_jobs(session: Session, owner: str, status: Optional[str] = None, limit:
     last = rows[-1]
     value = None if key is None else last[1].isoformat() if isinstance(last[1], datetime) else last[1]
     return [row[0] for row in rows], _encode_cursor(last[0], *([] if key is None else [sort, descending, value]))
+
+
+def _sort_value(sort: str, value, cursor: str):
+    """A cursor's sort value, of the sort key's type (a cursor comes from the client: trust nothing)."""
+    if value is None:
+        return None
+    try:
+        if sort == "created_at":
+            return datetime.fromisoformat(value).astimezone(timezone.utc)
+        if sort == "name" or search.FIELDS[sort] == "string":
+            if isinstance(value, str):
+                return value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+            return float(value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise ValueError(f"malformed cursor {cursor!r}")
 
 
 def _after(key, descending: bool, value, newer):
@@ -387,11 +403,7 @@ def _decode_cursor(cursor: str) -> list:
     try:
         created_at, job_id, *sort_position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if sort_position:
-            sort, descending, value = sort_position
-            if not isinstance(value, (str, int, float, type(None))) or isinstance(value, bool):
-                raise TypeError(f"not a sort value: {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"not a finite sort value: {value!r}")
+            sort, descending, value = sort_position  # (the value is checked by _sort_value)
         # Compared in UTC, as stored: a date that leaves the calendar in UTC fails here, not in the query.
         return [datetime.fromisoformat(created_at).astimezone(timezone.utc), uuid.UUID(str(job_id)), *sort_position]
     except (ValueError, TypeError, OverflowError) as e:

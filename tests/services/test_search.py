@@ -135,3 +135,17 @@ def test_a_cursor_only_continues_its_own_sort(client, runs):
     for params in [{"sort": "name"}, {"sort": "optimizer.lr", "order": "asc"}, {}]:
         response = client.get("/jobs", params={**params, "cursor": cursor})
         assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "cursor"], params
+
+
+def test_a_forged_cursor_is_422_not_a_crash(client, runs):
+    import base64
+    import json
+    real = client.get("/jobs", params={"sort": "optimizer.lr", "limit": 2}).json()["next_cursor"]
+    created_at, job_id, *_ = json.loads(base64.urlsafe_b64decode(real))
+    for sort, value in [("optimizer.lr", 10**400), ("optimizer.lr", "0.1"), ("optimizer.lr", True),
+                        ("optimizer.lr", [1]), ("name", 5), ("created_at", 5), ("created_at", "yesterday"),
+                        ("data.kind", {"a": 1})]:
+        forged = base64.urlsafe_b64encode(json.dumps([created_at, job_id, sort, True, value]).encode()).decode()
+        response = client.get("/jobs", params={"sort": sort, "cursor": forged})
+        assert response.status_code == 422, (sort, value, response.text)
+        assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
