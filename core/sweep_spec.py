@@ -21,7 +21,8 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from core.spec import Finite, JobSpec, StrictModel
 
 MAX_SPACE_PARAMS = 16
-MAX_CHOICES = 100
+MAX_CHOICES = 100  # values of a choice, and of an int range in a grid
+MAX_GRID_POINTS = 10_000  # Optuna's grid sampler lists every point
 OBJECTIVES = {"final_loss": "minimize", "val_loss": "minimize", "accuracy": "maximize", "val_accuracy": "maximize"}
 Objective = Literal["final_loss", "val_loss", "accuracy", "val_accuracy"]
 Path = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
@@ -60,7 +61,7 @@ class IntParam(StrictModel):
         return [self.low, self.low + (self.high - self.low) // self.step * self.step]
 
     def grid(self):
-        return list(range(self.low, self.high + 1, self.step))
+        return range(self.low, self.high + 1, self.step)  # lazy: its length is known without listing it
 
 
 class ChoiceParam(StrictModel):
@@ -132,6 +133,11 @@ class SweepSpec(StrictModel):
                 found.append((("space", path), f"{path!r} is not a path of the spec"))
             elif self.method == "grid" and isinstance(param, FloatParam):
                 found.append((("space", path), "grid search needs choices or int ranges, this is a float range"))
+            elif self.method == "grid" and len(param.grid()) > MAX_CHOICES:
+                found.append((("space", path), f"a grid takes at most {MAX_CHOICES} values of a parameter, "
+                                               f"this range has {len(param.grid())}"))
+        if self.method == "grid" and not found and self.grid_size() > MAX_GRID_POINTS:
+            found.append((("space",), f"the grid has {self.grid_size()} points, at most {MAX_GRID_POINTS}"))
         if self.method == "grid" and not found and self.trials is not None and self.trials > self.grid_size():
             found.append((("trials",), f"{self.trials} trials but the grid has {self.grid_size()} points"))
         if self.objective.startswith("val_") and not self._has_validation():
