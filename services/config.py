@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     PORT: int = 8000
 
     AUTH_REQUIRED: bool = False
-    API_KEY_SECRET: str = Field("insecure-dev-secret", min_length=8,
+    API_KEY_SECRET: str = Field("insecure-dev-secret", min_length=8,  # refused with AUTH_REQUIRED=true
                                 description="server secret that keys the HMAC of stored API keys")
 
     MAX_STEPS: int = 100_000

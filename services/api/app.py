@@ -14,6 +14,7 @@ from starlette.routing import Match
 from services.api.body_limit import BodySizeLimit
 from services.api.inference import InferenceSlots, ModelCache
 from services.api.rate_limit import SlidingWindowLimiter
+from services.api.safe_defaults import OpenOnlyOnLoopback, refuse_default_secret
 from services.api.routes import boundary, compare, events, experiments, health, jobs, sweeps
 from services.api.web import add_dashboard
 from services.config import get_settings
@@ -26,6 +27,7 @@ HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 def create_app() -> FastAPI:
     settings = get_settings()  # the same object the store reads (database, key secret)
+    refuse_default_secret(settings)
     # /docs and /redoc with Swagger UI's and ReDoc's files served from the fastapi-offline package, not a
     # CDN; no online validator badge either (Swagger UI would fetch it from validator.swagger.io).
     app = FastAPIOffline(title="micrograd service", version="1.0",
@@ -52,6 +54,7 @@ def create_app() -> FastAPI:
     add_dashboard(app)
 
     if not settings.AUTH_REQUIRED:
+        app.add_middleware(OpenOnlyOnLoopback)
         log.warning("API keys are not required: requests without a key act as owner 'local'")
         document_auth_as_optional(app)
     return app

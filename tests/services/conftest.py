@@ -73,7 +73,8 @@ def service_env(database_url, monkeypatch):
             monkeypatch.setenv(name, str(value))
         get_settings.cache_clear()
 
-    set_env(DATABASE_URL=database_url, AUTH_REQUIRED="false", RATE_LIMIT_PER_MINUTE=100_000)
+    set_env(DATABASE_URL=database_url, AUTH_REQUIRED="false", RATE_LIMIT_PER_MINUTE=100_000,
+            API_KEY_SECRET="secret-of-the-service-tests")
     yield set_env
     get_settings.cache_clear()
 
