@@ -66,20 +66,21 @@ def follow(api, job_id, poll):
     job = api.get(f"/jobs/{job_id}")
     columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=err) as bar:
+    # Only on a terminal (piped, a bar is noise); gone when done: the finished job is printed after it.
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task(job["status"], total=job["progress"]["total"], loss="–")
-        while True:
-            progress = job["progress"]
-            bar.update(task, description=job["status"], completed=progress["step"], total=progress["total"],
-                       loss=number(progress["latest_loss"]))
-            if job["status"] in FINAL_STATUSES:
-                return job
-            try:
+        try:
+            while True:
+                progress = job["progress"]
+                bar.update(task, description=job["status"], completed=progress["step"], total=progress["total"],
+                           loss=number(progress["latest_loss"]))
+                if job["status"] in FINAL_STATUSES:
+                    return job
                 time.sleep(poll)
-            except KeyboardInterrupt:
-                raise Failure(f"stopped following job {job_id}; it goes on (`mgs cancel {job_id}` stops it)",
-                              INTERRUPTED)
-            job = api.get(f"/jobs/{job_id}")
+                job = api.get(f"/jobs/{job_id}")
+        except KeyboardInterrupt:
+            raise Failure(f"stopped following job {job_id}; it goes on (`mgs cancel {job_id}` stops it)",
+                          INTERRUPTED)
 
 
 def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=False)] = None,

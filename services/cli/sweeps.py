@@ -1,6 +1,7 @@
 """`mgs sweep`: hyperparameter searches (POST /sweeps); trials are ordinary jobs, so every job command
 works on them."""
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -42,15 +43,17 @@ def watch(sweep_id: SweepId,
 
 def follow(api, sweep, poll):
     """Poll GET /sweeps/{id} until the sweep ends, redrawing its leaderboard on stderr."""
-    with Live(render(sweep), console=err, refresh_per_second=4, transient=True) as live:
-        while sweep["status"] == "running":
-            try:
+    live = Live(render(sweep), console=err, refresh_per_second=4, transient=True) if err.is_terminal else None
+    with live or nullcontext():  # only on a terminal; the final leaderboard is printed after it
+        try:
+            while sweep["status"] == "running":
                 time.sleep(poll)
-            except KeyboardInterrupt:
-                raise Failure(f"stopped watching sweep {sweep['id']}; it goes on "
-                              f"(`mgs sweep cancel {sweep['id']}` stops it)", INTERRUPTED)
-            sweep = api.get(f"/sweeps/{sweep['id']}")
-            live.update(render(sweep))
+                sweep = api.get(f"/sweeps/{sweep['id']}")
+                if live:
+                    live.update(render(sweep))
+        except KeyboardInterrupt:
+            raise Failure(f"stopped watching sweep {sweep['id']}; it goes on "
+                          f"(`mgs sweep cancel {sweep['id']}` stops it)", INTERRUPTED)
     return sweep
 
 

@@ -3,6 +3,7 @@ the real API on a real port. Output and exit codes are checked; a few runs go th
 (`python -m services.cli`) to see what a terminal sees: the live progress bar, completion, no tracebacks."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -338,6 +339,24 @@ def test_sweeps_create_watch_show_list_cancel(trial_worker, capsys, tmp_path, mo
     assert mgs(capsys, "sweep", "cancel", second).out.strip() == f"{second}: cancelled"
     assert ": cancelled" in mgs(capsys, "sweep", "watch", second, code=JOB_FAILED).out
     assert "422" in mgs(capsys, "sweep", "create", spec_file(tmp_path), code=API_ERROR).err
+
+
+@sqlite_only
+def test_ctrl_c_while_waiting_leaves_the_job_running_and_exits_130(server, key, tmp_path, monkeypatch, enqueued):
+    monkeypatch.setattr(queue, "enqueue", enqueued.append)  # no worker: the job stays queued
+    waiting = subprocess.Popen([sys.executable, "-m", "services.cli", "submit", spec_file(tmp_path), "--wait",
+                                "--poll", "0.1", "--url", server, "--key", key], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not enqueued and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # polling now
+    waiting.send_signal(signal.SIGINT)
+    out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130, err
+    assert err.startswith("mgs: stopped following job ") and "mgs cancel" in err and err.count("\n") == 1
+    with db.session_scope() as session:
+        assert job_store.get_job(session, enqueued[0]).status == "queued"
 
 
 @sqlite_only
