@@ -79,3 +79,16 @@ def test_a_trial_whose_worker_died_before_advancing_is_followed_by_the_sweeper(w
     assert worker.run_job(str(second)) == "succeeded"  # and its worker advances the sweep to its end
     with session_scope() as session:
         assert sweep_store.get_sweep(session, sweep_id).status == "finished"
+
+
+def test_a_sweep_whose_api_died_before_its_first_trials_is_started_by_the_sweeper(worker):
+    from services.worker.sweeper import sweep
+    spec = SweepSpec.model_validate({"spec": SPEC, "space": {"seed": [1, 2, 3]}, "parallelism": 2})
+    with session_scope() as session:  # the row is committed, then the API is killed before it advances
+        row = sweep_store.create_sweep(session, "alice", spec.model_dump(mode="json"), spec.trial_count)
+    assert trials(row.id) == []
+    sweep()
+    queued = [job.id for _, job in trials(row.id)]
+    assert len(queued) == 2 and sorted(worker.sent) == sorted(queued)
+    sweep()  # the next round asks for nothing more while both are queued
+    assert len(trials(row.id)) == 2
