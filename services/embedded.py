@@ -17,6 +17,7 @@ from alembic.config import Config
 from core.graph import auto_renderer
 from services import queue
 from services.config import get_settings
+from services.redact import mask_passwords
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_SECONDS = 30
@@ -68,7 +69,7 @@ def announce(settings) -> None:
     access = ("API keys required" if settings.AUTH_REQUIRED
               else f"running OPEN, without API keys, on {settings.HOST} only")
     print(f"micrograd service on {url} ({access}); docs at {url}/docs; Ctrl-C stops it\n"
-          f"  database {settings.DATABASE_URL}\n  broker   {settings.BROKER_URL}\n"
+          f"  database {mask_passwords(settings.DATABASE_URL)}\n  broker   {mask_passwords(settings.BROKER_URL)}\n"
           f"  graphs   {GRAPH_RENDERERS[auto_renderer()]}", flush=True)
 
 

@@ -282,17 +282,18 @@ def test_healthz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readyz_names_the_part_that_is_down(client, monkeypatch):
+def test_readyz_names_the_part_that_is_down(client, monkeypatch, caplog):
     monkeypatch.setattr(health.queue, "check_broker", lambda: None)
     assert client.get("/readyz").json() == {"status": "ready", "database": "ok", "broker": "ok"}
 
     def broker_down():
-        raise ConnectionError("connection refused")
+        raise ConnectionError("redis://:s3cret@10.0.0.5:6379 connection refused")
     monkeypatch.setattr(health.queue, "check_broker", broker_down)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["database"] == "ok"
-    assert response.json()["broker"].startswith("down: ConnectionError")
+    assert response.json()["broker"] == "down"  # which part, not its address or the driver's error
+    assert "ConnectionError" in caplog.text and "s3cret" not in caplog.text
 
 
 def test_dashboard_page_and_its_files_forbid_inline_script(client):
