@@ -6,7 +6,9 @@ data, with a check that their loss curves agree.
     .venv/bin/python benchmarks/engine.py [--quick]
 
 Cases: (a) MLP(2, [16, 16, 1]) on 100 points, (b) MLP(2, [64, 64, 1]) on 1,000
-points; full batch, tanh, sum of squared errors. The last line is one JSON object.
+points, (c) and (d) the (a) net on mini-batches of 1 and of 10 points, (e) a deep net,
+8 layers of 32, on 100 points, (f) a wide one, 2 layers of 256, on 10,000 points; tanh,
+sum of squared errors, one batch per step. The last line is one JSON object.
 NumPy's BLAS gets one thread too (OPENBLAS_NUM_THREADS=1 unless already set), so
 every engine runs on one core."""
 import os
@@ -42,11 +44,24 @@ CASES = {
     "b": ([64, 64, 1], 1000, 1e-4,
           {"seed": 0, "interpreted": 1, "compiled": 100, "pytorch": 100},
           {"seed": 0, "interpreted": 0, "compiled": 10, "pytorch": 10}),
+    "c": ([16, 16, 1], 1, 1e-3,
+          {"seed": 100, "interpreted": 300, "compiled": 3000, "pytorch": 3000},
+          {"seed": 10, "interpreted": 30, "compiled": 300, "pytorch": 300}),
+    "d": ([16, 16, 1], 10, 1e-3,
+          {"seed": 30, "interpreted": 100, "compiled": 1000, "pytorch": 1000},
+          {"seed": 3, "interpreted": 10, "compiled": 100, "pytorch": 100}),
+    "e": ([32] * 8 + [1], 100, 1e-4,
+          {"seed": 0, "interpreted": 2, "compiled": 100, "pytorch": 100},
+          {"seed": 0, "interpreted": 0, "compiled": 10, "pytorch": 10}),
+    "f": ([256, 256, 1], 10_000, 1e-6,
+          {"seed": 0, "interpreted": 0, "compiled": 10, "pytorch": 10},
+          {"seed": 0, "interpreted": 0, "compiled": 3, "pytorch": 3}),
 }
 
 
 def dataset(n):
-    xs, labels = moons(n, noise=0.1, seed=0)
+    xs, labels = moons(max(n, 2), noise=0.1, seed=0)
+    xs, labels = xs[:n], labels[:n]  # a mini-batch of one is the first point
     return xs, [1.0 if label else -1.0 for label in labels]
 
 

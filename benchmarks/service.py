@@ -1,131 +1,305 @@
-"""The service's speed against the real API, Celery workers, Redis and PostgreSQL of this machine,
-started with the compose stack's own commands (see tests/integration/processes.py):
+"""The service's speed, every goal of issue 12 measured side by side in one run, printed as ONE table.
 
-  1. latency from POST /jobs to `succeeded` for the seed example (median and p95 over 50 jobs,
-     submitted one after another, with an idle worker);
-  2. jobs per second for 200 small jobs submitted at once, with one and with two worker processes;
-  3. the time to serve a 10,000-point loss history (GET /jobs/{id}/loss), whole and downsampled.
+  1. the embedded default, started as `make run` starts it (SQLite, the server-less broker, one worker):
+     POST /jobs -> succeeded for the seed example with and without its graph; its CPU use at idle;
+     serving 10,000-, 100,000- and 1,000,000-point histories; MLflow 3's get-history of the same 10,000
+     points (SQLite store), where MLflow is installed (benchmarks/requirements.txt; MLFLOW_PYTHON may name
+     an interpreter that has it);
+  2. the compose stack's commands run natively (PostgreSQL, Redis, API, workers; tests/integration/processes.py):
+     the same latencies, and 200 small jobs submitted at once to two workers, with each job's fixed cost
+     per phase (GET /jobs/{id} timings.phases_ms: everything but the training steps and the queue wait).
 
     .venv/bin/python benchmarks/service.py [--quick]
 
-The last line is one JSON object."""
+The last line is one JSON object with every number."""
 import argparse
 import json
+import os
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
 from tests.integration.processes import (Process, compose_command, compose_environment,  # noqa: E402
                                          free_port, fresh_postgres_database, own_redis_server,
-                                         run_to_completion, wait_for_final, wait_until_ready)
+                                         run_to_completion, wait_until_ready)
 
-SEED = json.loads((Path(__file__).resolve().parents[1] / "examples/seed.json").read_text())
+SEED = json.loads((REPO / "examples/seed.json").read_text())
+SEED_NO_GRAPH = {**SEED, "record": {"graph_svg": False}}
 SMALL = {**SEED, "steps": 20, "record": {"graph_svg": False}}
-LONG = {**SEED, "steps": 10_000, "record": {"graph_svg": False}}
-POLL_SECONDS = 0.01
+POLL_SECONDS = 0.005
+FINAL = ("succeeded", "failed", "cancelled")
+HISTORY_SIZES = (10_000, 100_000, 1_000_000)
+IDLE_SECONDS = 10
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def main():
     args = parse_args()
-    latency_jobs, throughput_jobs, serve_repeats = (10, 40, 5) if args.quick else (50, 200, 20)
-    with fresh_postgres_database() as database_url, own_redis_server() as broker_url, \
-            tempfile.TemporaryDirectory() as logs:
+    n_latency, n_throughput, repeats = (8, 60, 5) if args.quick else (30, 200, 15)
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        results["embedded"] = embedded(scratch, n_latency, repeats)
+        results["stack"] = stack(scratch, n_latency, n_throughput)
+    print_table(results, n_latency, n_throughput)
+    print(json.dumps(results))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs and repeats, for a smoke run")
+    return parser.parse_args()
+
+
+# ---- the embedded default ---------------------------------------------------------------------------------
+
+def embedded(scratch, n_latency, repeats):
+    port = free_port()
+    database = f"sqlite:///{scratch / 'service.db'}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", DATABASE_URL=database, BROKER_URL=f"sqla+sqlite:///{scratch / 'broker.db'}",
+               PORT=str(port), RATE_LIMIT_PER_MINUTE="10000000", MAX_ACTIVE_JOBS_PER_OWNER="100000")
+    process = Process("embedded", [sys.executable, "-m", "services.embedded"], env, scratch)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base_url, [process], timeout=120)
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            latency(client, SEED_NO_GRAPH, 3)  # warm up: first imports, first compile
+            out = {"latency_graph": latency(client, SEED, n_latency),
+                   "latency_no_graph": latency(client, SEED_NO_GRAPH, n_latency)}
+            time.sleep(2)  # settle
+            out["idle_cpu_percent"] = idle_cpu_percent(process.popen.pid, IDLE_SECONDS)
+            histories = {size: write_history(database, size) for size in HISTORY_SIZES}
+            out["serve_ms"] = {
+                "10k_whole": serve(client, histories[10_000], 10_000, repeats),
+                "100k_range_to_1000": serve(client, histories[100_000], 1000, repeats),
+                "100k_range_to_10000": serve(client, histories[100_000], 10_000, repeats),
+                "1m_range_to_1000": serve(client, histories[1_000_000], 1000, repeats)}
+        out["mlflow_10k_ms"] = mlflow_get_history(scratch, 10_000, repeats)
+    finally:
+        process.stop()
+    return out
+
+
+def idle_cpu_percent(session_id, seconds):
+    """CPU time of every process of the service's session over `seconds` of idling, in % of one core."""
+    before = session_cpu_seconds(session_id)
+    time.sleep(seconds)
+    return 100 * (session_cpu_seconds(session_id) - before) / seconds
+
+
+def session_cpu_seconds(session_id):
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # field 6 of stat (session), counted after the command name
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def write_history(database_url, size):
+    """A succeeded job with a `size`-point history, written through the store as a worker writes it
+    (batches of 200 points per record_progress), so the benchmark does not train for minutes."""
+    code = f"""
+import os, sys
+os.environ["DATABASE_URL"] = {database_url!r}
+sys.path.insert(0, {str(REPO)!r})
+from core.spec import JobSpec
+from services.store import jobs
+from services.store.db import session_scope
+with session_scope() as session:
+    job = jobs.create_job(session, "local", JobSpec(steps={size}, record={{"graph_svg": False}}))
+    token = jobs.claim_job(session, job.id, stale_after=60, max_attempts=3)
+    points = [jobs.Point(s, 1.0 / (1 + s) + (s % 7) * 1e-3, None, 0.1) for s in range({size})]
+    for start in range(0, {size}, 10_000):
+        jobs.record_progress(session, job.id, token, points[start:start + 10_000], start + 10_000, 0.5)
+    jobs.finish_job(session, job.id, token, "succeeded", [], {size}, {{"final_loss": 0.5}}, None, None)
+print(job.id)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def serve(client, job_id, max_points, repeats):
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        body = client.get(f"/jobs/{job_id}/loss", params={"max_points": max_points}).raise_for_status().json()
+        samples.append(time.perf_counter() - started)
+    assert len(body["points"]) <= max_points
+    return 1000 * statistics.median(samples)
+
+
+MLFLOW_CODE = """
+import json, statistics, sys, time
+import mlflow
+from mlflow.tracking import MlflowClient
+mlflow.set_tracking_uri("sqlite:///" + sys.argv[1])
+size, repeats = int(sys.argv[2]), int(sys.argv[3])
+client = MlflowClient()
+run = client.create_run(client.create_experiment("bench"))
+from mlflow.entities import Metric
+now = int(time.time() * 1000)
+metrics = [Metric("loss", 1.0 / (1 + s) + (s % 7) * 1e-3, now, s) for s in range(size)]
+for start in range(0, size, 1000):
+    client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
+samples = []
+for _ in range(repeats):
+    started = time.perf_counter()
+    history = client.get_metric_history(run.info.run_id, "loss")
+    samples.append(time.perf_counter() - started)
+assert len(history) == size
+print(json.dumps(1000 * statistics.median(samples)))
+"""
+
+
+def mlflow_get_history(scratch, size, repeats):
+    """MLflow's get_metric_history (what `mlflow runs get-history`-style reads call) of `size` points from
+    its SQLite store, in ms; None where MLflow is not installed."""
+    python = os.environ.get("MLFLOW_PYTHON", sys.executable)
+    if subprocess.run([python, "-c", "import mlflow"], capture_output=True).returncode != 0:
+        return None
+    done = subprocess.run([python, "-c", MLFLOW_CODE, str(scratch / "mlflow.db"), str(size), str(repeats)],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        print(f"MLflow run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- the compose stack's commands -------------------------------------------------------------------------
+
+def stack(scratch, n_latency, n_throughput):
+    logs = scratch / "stack"
+    logs.mkdir()
+    with fresh_postgres_database() as database_url, own_redis_server() as broker_url:
         env = compose_environment("api", DATABASE_URL=database_url, BROKER_URL=broker_url,
                                   API_KEY_SECRET=secrets.token_hex(32), RATE_LIMIT_PER_MINUTE=10_000_000,
                                   MAX_ACTIVE_JOBS_PER_OWNER=100_000)
         run_to_completion(compose_command("migrate"), env)
         key = run_to_completion([*compose_command("api")[:2], "services.cli", "keys", "create", "--owner", "bench"],
-                                env).stdout.strip()
+                                env).stdout.strip().splitlines()[-1]
         port = free_port()
         api = Process("api", [a.replace("0.0.0.0", "127.0.0.1").replace("8000", str(port))
-                              for a in compose_command("api")], env, Path(logs))
-        workers = []
+                              for a in compose_command("api")], env, logs)
+        workers = [Process(f"worker{n}", [*compose_command("worker"), f"--hostname=bench{n}@%h"], env, logs)
+                   for n in (1, 2)]
         base_url = f"http://127.0.0.1:{port}"
         try:
-            workers.append(start_worker(1, env, logs))
             wait_until_ready(base_url, [api, *workers])
             with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
-                results = {"latency_seconds": latency(client, latency_jobs)}
-                results["jobs_per_second_1_worker"] = throughput(client, throughput_jobs)
-                workers.append(start_worker(2, env, logs))
-                time.sleep(3)  # the second worker connects
-                results["jobs_per_second_2_workers"] = throughput(client, throughput_jobs)
-                results["serve_10k_loss_ms"] = serve_loss_history(client, serve_repeats)
+                wait_for_workers(client, 2)
+                latency(client, SEED_NO_GRAPH, 4)  # warm up both workers
+                out = {"latency_graph": latency(client, SEED, n_latency),
+                       "latency_no_graph": latency(client, SEED_NO_GRAPH, n_latency)}
+                out["throughput"] = throughput(client, n_throughput)
         finally:
             for process in [api, *workers]:
                 process.stop()
-    report(results, latency_jobs, throughput_jobs)
+    return out
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer jobs, for a smoke run")
-    return parser.parse_args()
+def wait_for_workers(client, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while len(client.get("/workers").json()) < count:
+        assert time.monotonic() < deadline, "the workers did not show up in GET /workers"
+        time.sleep(0.2)
 
 
-def start_worker(n, env, logs):
-    return Process(f"worker{n}", [*compose_command("worker"), f"--hostname=bench{n}@%h"], env, Path(logs))
-
-
-def latency(client, jobs):
+def latency(client, spec, jobs):
+    """POST -> succeeded, one job at a time (the client polls every 5 ms)."""
     seconds = []
     for _ in range(jobs):
         started = time.perf_counter()
-        job_id = client.post("/jobs", json=SEED).raise_for_status().json()["id"]
-        while (status := client.get(f"/jobs/{job_id}").json()["status"]) in ("queued", "running"):
+        job_id = client.post("/jobs", json=spec).raise_for_status().json()["id"]
+        while (status := client.get(f"/jobs/{job_id}").json()["status"]) not in FINAL:
             time.sleep(POLL_SECONDS)
         assert status == "succeeded", status
         seconds.append(time.perf_counter() - started)
     seconds.sort()
-    return {"median": statistics.median(seconds), "p95": seconds[max(0, round(0.95 * len(seconds)) - 1)],
-            "jobs": jobs}
+    return {"p50_ms": 1000 * statistics.median(seconds),
+            "p95_ms": 1000 * seconds[max(0, round(0.95 * len(seconds)) - 1)], "jobs": jobs}
 
 
 def throughput(client, jobs):
+    """`jobs` small jobs submitted at once (16 threads); jobs/s from the first POST to the last job's end."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
         job_ids = list(pool.map(lambda _: client.post("/jobs", json=SMALL).raise_for_status().json()["id"],
                                 range(jobs)))
-    final = wait_for_final(client, job_ids, timeout=600)
+    pending = set(job_ids)
+    deadline = time.monotonic() + 600
+    while pending:  # one list request per poll, not one per job
+        assert time.monotonic() < deadline, f"{len(pending)} jobs not final after 600 s"
+        listed = client.get("/jobs", params={"limit": 200}).json()["items"]
+        pending -= {job["id"] for job in listed if job["status"] in FINAL}
+        time.sleep(0.02)
     elapsed = time.perf_counter() - started
-    assert {job["status"] for job in final.values()} == {"succeeded"}
-    return jobs / elapsed
+    finals = [client.get(f"/jobs/{job_id}").json() for job_id in job_ids]
+    assert {job["status"] for job in finals} == {"succeeded"}
+    phases = {}
+    for job in finals:
+        for phase, ms in job["timings"]["phases_ms"].items():
+            phases.setdefault(phase, []).append(ms)
+    medians = {phase: statistics.median(values) for phase, values in phases.items()}
+    fixed = [sum(ms for phase, ms in job["timings"]["phases_ms"].items() if phase not in ("queue_wait", "steps"))
+             for job in finals]
+    return {"jobs_per_second": jobs / elapsed, "fixed_cost_ms": statistics.median(fixed), "phases_ms": medians}
 
 
-def serve_loss_history(client, repeats):
-    job_id = client.post("/jobs", json=LONG).raise_for_status().json()["id"]
-    wait_for_final(client, [job_id], timeout=300)
-    timings = {}
-    for label, max_points in (("whole", 10_000), ("downsampled_to_1000", 1000)):
-        samples = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            points = client.get(f"/jobs/{job_id}/loss", params={"max_points": max_points}).raise_for_status()
-            samples.append(time.perf_counter() - started)
-        assert len(points.json()["points"]) <= max_points
-        timings[label] = 1000 * statistics.median(samples)
-    return timings
+# ---- the table --------------------------------------------------------------------------------------------
+
+def print_table(results, n_latency, n_throughput):
+    e, s = results["embedded"], results["stack"]
+    t = s["throughput"]
+    phases = ", ".join(f"{phase} {ms:.1f}" for phase, ms in t["phases_ms"].items())
+    mlflow = e["mlflow_10k_ms"]
+    rows = [
+        (f"seed job POST -> succeeded, embedded (`make run`), {n_latency} jobs",
+         f"p50 {e['latency_graph']['p50_ms']:.0f} ms with the graph, {e['latency_no_graph']['p50_ms']:.0f} ms without",
+         "p50 <= 150 ms with the graph, <= 80 ms without", "~700 ms"),
+        ("embedded default at idle (API + worker + sweeper)", f"{e['idle_cpu_percent']:.1f} % of one core",
+         "low", "-"),
+        (f"same, PostgreSQL + Redis stack, {n_latency} jobs",
+         f"p50 {s['latency_graph']['p50_ms']:.0f} ms (p95 {s['latency_graph']['p95_ms']:.0f}) with the graph, "
+         f"p50 {s['latency_no_graph']['p50_ms']:.0f} ms (p95 {s['latency_no_graph']['p95_ms']:.0f}) without",
+         "p50 <= 120 ms with the graph, <= 60 ms without", "p50 265 ms, p95 312 ms"),
+        (f"{n_throughput} small jobs (20 steps), 2 workers, stack", f"{t['jobs_per_second']:.1f} jobs/s",
+         ">= 80 jobs/s", "30 jobs/s"),
+        ("fixed cost per job (all but steps and queue wait; medians, ms)",
+         f"{t['fixed_cost_ms']:.1f} ms ({phases})", "<= 10 ms, shown per phase", "~40 ms"),
+        ("10,000-point history, embedded, vs MLflow 3 get_metric_history (SQLite)",
+         f"{e['serve_ms']['10k_whole']:.1f} ms vs " + (f"{mlflow:.0f} ms: {mlflow / e['serve_ms']['10k_whole']:.1f}x"
+                                                       if mlflow else "MLflow not installed"),
+         ">= 10x faster", "131 ms vs 415 ms: 3.2x"),
+        ("100,000-point history, whole range (to 1,000 | to 10,000 points)",
+         f"{e['serve_ms']['100k_range_to_1000']:.1f} ms | {e['serve_ms']['100k_range_to_10000']:.1f} ms",
+         "<= 100 ms", "~500 ms"),
+        ("1,000,000-point history downsampled to 1,000 points", f"{e['serve_ms']['1m_range_to_1000']:.1f} ms",
+         "<= 50 ms", "-"),
+    ]
+    widths = [max(len(row[i]) for row in rows + [HEADER]) for i in range(4)]
+    for row in [HEADER, tuple("-" * w for w in widths), *rows]:
+        print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
 
 
-def report(results, latency_jobs, throughput_jobs):
-    lat, serve = results["latency_seconds"], results["serve_10k_loss_ms"]
-    one, two = results["jobs_per_second_1_worker"], results["jobs_per_second_2_workers"]
-    print(f"POST /jobs -> succeeded, seed example ({latency_jobs} jobs): "
-          f"median {lat['median'] * 1000:.0f} ms, p95 {lat['p95'] * 1000:.0f} ms")
-    print(f"{throughput_jobs} small jobs at once: 1 worker {one:.1f} jobs/s | 2 workers {two:.1f} jobs/s "
-          f"| ratio {two / one:.2f}x")
-    print(f"GET a 10,000-point loss history: whole {serve['whole']:.0f} ms | "
-          f"downsampled to 1,000 points {serve['downsampled_to_1000']:.0f} ms (medians)")
-    print(json.dumps(results))
+HEADER = ("what", "measured now", "goal", "before (issue 12)")
 
 
 if __name__ == "__main__":
+    if shutil.which("dot") is None:
+        print("note: no system Graphviz; graphs render with the WebAssembly build", file=sys.stderr)
     main()

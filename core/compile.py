@@ -7,6 +7,7 @@ overwrites their .grad, so optimizers, parameter export and graph drawing work
 exactly as with the interpreted engine, which remains the reference."""
 import logging
 import math
+from collections import OrderedDict
 
 import numpy as np
 
@@ -20,15 +21,28 @@ __all__ = ["CannotCompile", "CompiledLoss", "compile_loss"]
 log = logging.getLogger(__name__)
 
 BUFFERS_KEPT = 4  # batch sizes whose arrays stay allocated (full batches and the last, short one)
+PROGRAMS_KEPT = 32  # architectures whose tapes stay planned (a worker runs many jobs of a few shapes)
+_programs = OrderedDict()  # (architecture, loss, n_inputs) -> the planned tape, most recently used last
 
 
 def compile_loss(model, loss_name, l2, n_inputs):
     """The batch loss of model under loss_name (+ l2 * sum p^2), compiled for samples of
     n_inputs numbers. Raises CannotCompile(reason) if the graph has anything the tape
-    cannot replay; use the interpreted engine then."""
+    cannot replay; use the interpreted engine then.
+
+    The tape reads parameters by position, never their values, so it is planned once per
+    architecture (repr(model): each layer's neurons, their fan-in and activation), loss and
+    input width, and reused for every model of that shape."""
     parameters = model.parameters()
-    trace = trace_sample(model, loss_name, n_inputs)
-    return CompiledLoss(model, loss_name, l2, plan(trace, parameters), parameters)
+    key = (repr(model), loss_name, n_inputs)
+    program = _programs.get(key)
+    if program is None:
+        program = plan(trace_sample(model, loss_name, n_inputs), parameters)
+        _programs[key] = program
+        if len(_programs) > PROGRAMS_KEPT:
+            _programs.popitem(last=False)
+    _programs.move_to_end(key)
+    return CompiledLoss(model, loss_name, l2, program, parameters)
 
 
 class CompiledLoss:

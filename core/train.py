@@ -7,7 +7,8 @@ import logging
 import math
 import random
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 import core.compile
@@ -41,6 +42,7 @@ class TrainResult:
     stopped_early: bool
     engine: str               # the engine that actually ran: 'compiled' or 'interpreted'
     graph_error: Optional[str] = None  # why graph_svg is None although the spec asked for it
+    timings: dict = field(default_factory=dict)  # seconds per phase: data, compile, steps, final_metrics, graph
 
 
 @dataclass
@@ -167,7 +169,10 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
     _check_arguments(loss, xs, ys, steps, batch_size, loss_every)
     xs, ys = _plain_lists(xs), _plain_lists(ys)
     optimizer = optimizer if optimizer is not None else SGD(model.parameters(), lr=0.1)
+    started = time.perf_counter()
     loss_and_grads, engine_used, compiled = _loss_function(engine, model, loss, l2, len(xs[0]), check)
+    timings = {"compile": time.perf_counter() - started}
+    started = time.perf_counter()
     score = accuracy_rule(loss, ys)
     rng = random.Random(seed)
     batches = _batch_indices(len(xs), batch_size, rng)
@@ -198,11 +203,13 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
             break
         if checkpoint is not None:
             checkpoint(snapshot)
+    timings["steps"], started = time.perf_counter() - started, time.perf_counter()
     if compiled is None and engine == "interpreted":
         compiled = _compiled(model, loss, l2, len(xs[0]), check)
     evaluate = _final_evaluation(model, loss, l2, compiled, min(batch_size or len(xs), len(xs)), check)
     metrics = _final_metrics(evaluate, score, xs, ys, validation, last_loss, steps_done)
-    return TrainResult(history, model.to_json(), metrics, None, stopped_early, engine_used)
+    timings["final_metrics"] = time.perf_counter() - started
+    return TrainResult(history, model.to_json(), metrics, None, stopped_early, engine_used, timings=timings)
 
 
 def _load_state(state, model, optimizer, rng, steps):
@@ -339,6 +346,7 @@ def run_spec(spec, callback=None, resume=None, checkpoint=None, check=None):
     check() (see train()) also runs between the phases and while the graph is drawn."""
     between_phases = check or _no_check
     between_phases()
+    started = time.perf_counter()
     xs, ys = _spec_data(spec)
     n_outputs = spec.model.layers[-1]
     ys = encode_targets(spec.loss, ys, n_outputs, labels_are_classes=spec.data.kind != "inline")
@@ -346,13 +354,17 @@ def run_spec(spec, callback=None, resume=None, checkpoint=None, check=None):
         xs, ys, spec.data.validation_fraction, spec.seed)
     between_phases()
     model = MLP(spec.input_count(), spec.model.layers, spec.model.activation_list(), seed=spec.seed)
+    data_seconds = time.perf_counter() - started
     result = train(model, train_xs, train_ys, spec.loss, make_optimizer(spec.optimizer, model, spec.steps),
                    spec.steps, spec.batch_size, spec.l2, spec.seed, spec.engine, callback,
                    spec.record.loss_every, validation=(val_xs, val_ys), resume=resume, checkpoint=checkpoint,
                    check=check)
+    result.timings = {"data": data_seconds, **result.timings}
     if spec.record.graph_svg:
+        started = time.perf_counter()
         result.graph_svg, result.graph_error = interruptible(
             lambda: _graph_svg(model, spec, train_xs, train_ys), check)
+        result.timings["graph"] = time.perf_counter() - started
         between_phases()
     return result
 

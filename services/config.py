@@ -16,6 +16,8 @@ class Settings(BaseSettings):
 
     DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'service.db'}"
     BROKER_URL: str = f"sqla+sqlite:///{VAR_DIR / 'broker.db'}"
+    BROKER_POLLING_SECONDS: float = Field(0.02, gt=0, le=5,
+                                          description="how often a worker polls the server-less SQLite broker")
     HOST: str = "127.0.0.1"
     PORT: int = 8000
 
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = 2_000_000
     DEFAULT_TIME_LIMIT_SECONDS: float = 600.0
     MAX_TIME_LIMIT_SECONDS: float = 3600.0
+
+    WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535, description="a worker's Prometheus port; 0 = none")
+    JSON_LOGS: bool = False
 
     HEARTBEAT_SECONDS: float = 2.0
     STALE_AFTER_SECONDS: float = 15.0

@@ -14,10 +14,12 @@ from starlette.routing import Match
 from services.api.body_limit import BodySizeLimit
 from services.api.inference import InferenceSlots, ModelCache
 from services.api.rate_limit import SlidingWindowLimiter
+from services.api.metrics import instrument
 from services.api.safe_defaults import OpenOnlyOnLoopback, refuse_default_secret
-from services.api.routes import boundary, compare, events, experiments, health, jobs, sweeps
+from services.api.routes import boundary, compare, events, experiments, health, jobs, sweeps, workers
 from services.api.web import add_dashboard
 from services.config import get_settings
+from services.logs import use_json_logs_if_asked
 
 log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -35,6 +37,7 @@ def create_app() -> FastAPI:
                                      "Authenticate with `Authorization: Bearer <key>`.",
                          static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
     app.state.settings = settings
+    use_json_logs_if_asked()
     app.state.rate_limiter = SlidingWindowLimiter(settings.RATE_LIMIT_PER_MINUTE)
     app.state.inference_slots = InferenceSlots(settings.PREDICT_CONCURRENCY, settings.PREDICT_PER_OWNER)
     app.state.models = ModelCache(settings.PREDICT_CACHE_BYTES)
@@ -44,7 +47,9 @@ def create_app() -> FastAPI:
     app.include_router(compare.router)
     app.include_router(events.router)
     app.include_router(boundary.router)
+    app.include_router(workers.router)
     app.include_router(health.router)
+    instrument(app, settings)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, allow_every_method_of_the_path)
     for unreachable in (OperationalError, InterfaceError):

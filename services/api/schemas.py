@@ -141,6 +141,9 @@ class Timings(Closed):
     queued_at: datetime
     started_at: Optional[datetime]
     finished_at: Optional[datetime]
+    phases_ms: Optional[dict[str, float]] = Field(
+        None, description="milliseconds per phase of the run that ended the job: queue_wait, claim, data, "
+                          "compile, steps, final_metrics, graph (when asked for), save")
 
 
 class JobDetail(Closed):
@@ -190,6 +193,14 @@ class Comparison(Closed):
     differences: dict[str, list[Any]] = Field(
         description="dotted spec path -> each run's value, for the paths whose values differ")
     steps: list[int] = Field(description="the common step grid of the runs' `loss`")
+
+
+class WorkerOut(Closed):
+    name: str = Field(description="host:pid of the worker process")
+    started_at: datetime
+    last_heartbeat: datetime
+    busy: bool
+    current_job: Optional[uuid.UUID] = Field(description="the job it runs, if it is yours")
 
 
 class PredictRequest(Closed):

@@ -7,19 +7,19 @@ import base64
 import json
 import math
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.spec import JobSpec
-from services.store import search
-from services.store.models import ACTIVE_STATUSES, Artifact, Checkpoint, Job, LossPoint, utcnow
+from services.store import history, search
+from services.store.history import History, Point  # noqa: F401  (Point: the type callers write)
+from services.store.models import ACTIVE_STATUSES, Artifact, Checkpoint, Job, LossChunk, utcnow
 
 ARTIFACT_KINDS = ("params", "graph_svg")
 STEP_LIMIT = 2**31 - 1  # the largest INTEGER; no job has that many steps
@@ -27,14 +27,6 @@ STEP_LIMIT = 2**31 - 1  # the largest INTEGER; no job has that many steps
 
 class Superseded(Exception):
     """Another run has claimed this job (or it is no longer running): this run must stop writing."""
-
-
-@dataclass(frozen=True)
-class Point:
-    step: int
-    loss: float
-    accuracy: Optional[float] = None
-    lr: Optional[float] = None
 
 
 # ---- API side ---------------------------------------------------------------------------------------------
@@ -74,7 +66,7 @@ def delete_jobs(session: Session, job_ids: list) -> None:
     if not ids:
         return
     session.execute(_update_jobs().where(Job.id.in_(ids)).values(cancel_requested=True))
-    session.execute(delete(LossPoint).where(LossPoint.job_id.in_(ids)))
+    session.execute(delete(LossChunk).where(LossChunk.job_id.in_(ids)))
     session.execute(delete(Artifact).where(Artifact.job_id.in_(ids)))
     session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_(ids)))
     session.execute(delete(Job).where(Job.id.in_(ids)))
@@ -160,23 +152,18 @@ def _after(key, descending: bool, value, newer):
     return or_(key.is_(None), beyond, and_(key == value, newer))
 
 
-def get_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> list:
-    """Rows with `.step, .loss, .accuracy, .lr`, ordered by step; plain rows, not ORM objects, because
-    a long history is tens of thousands of them."""
+def get_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> History:
+    """The one reader of a job's loss history: steps start..end (inclusive), ordered by step, as arrays
+    (`.steps`, `.loss`, `.accuracy`, `.lr`; see history.History), which also read as a list of Points."""
     points = read_loss_points(session, job_id, start, end)
     session.commit()
     return points
 
 
-def read_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> list:
+def read_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> History:
     """`get_loss_points` inside the caller's transaction (it does not commit)."""
-    query = select(LossPoint.step, LossPoint.loss, LossPoint.accuracy, LossPoint.lr).where(
-        LossPoint.job_id == _as_uuid(job_id))
-    if start is not None:
-        query = query.where(LossPoint.step >= _clamp_step(start))
-    if end is not None:
-        query = query.where(LossPoint.step <= _clamp_step(end))
-    return session.execute(query.order_by(LossPoint.step)).all()
+    return history.read(session, _as_uuid(job_id), None if start is None else _clamp_step(start),
+                        None if end is None else _clamp_step(end))
 
 
 def get_artifact(session: Session, job_id, kind: str) -> Optional[str]:
@@ -210,6 +197,12 @@ def count_active_jobs(session: Session, owner: str) -> int:
     return count
 
 
+def count_jobs_by_status(session: Session) -> dict[str, int]:
+    counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    session.commit()
+    return counts
+
+
 def mark_enqueued(session: Session, job_id) -> None:
     session.execute(_update_jobs().where(Job.id == _as_uuid(job_id)).values(enqueued_at=utcnow()))
     session.commit()
@@ -217,27 +210,39 @@ def mark_enqueued(session: Session, job_id) -> None:
 
 # ---- worker side ------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    spec: dict  # as stored; the worker validates it (a spec that no longer validates fails the job)
+    queue_wait: float  # seconds from the job's creation to this claim
+    attempt: int  # 1 for the first run of the job
+    sweep_id: Optional[uuid.UUID]  # the sweep the job is a trial of
+
+
 def claim_job(session: Session, job_id, stale_after: float, max_attempts: int) -> Optional[str]:
     """Atomically take a queued job, or a running one whose worker stopped beating. Returns the claim token,
     or None when the job is not claimable (already taken, final, cancelled or asked to cancel, or out of
     attempts; the sweeper cancels a dead worker's job that was asked to cancel)."""
+    claim = claim_and_load(session, job_id, stale_after, max_attempts)
+    return None if claim is None else claim.token
+
+
+def claim_and_load(session: Session, job_id, stale_after: float, max_attempts: int) -> Optional[Claim]:
+    """`claim_job` that also hands back what the run needs (spec, attempt, sweep), in the same statement."""
     now = utcnow()
     token = secrets.token_hex(16)
     claimable = and_(Job.cancel_requested.is_(False),
                      or_(Job.status == "queued",
                          and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=stale_after))))
-    result = session.execute(
+    row = session.execute(
         _update_jobs().where(Job.id == _as_uuid(job_id), Job.attempts < max_attempts, claimable)
         .values(status="running", attempts=Job.attempts + 1, claim_token=token, heartbeat_at=now,
-                started_at=now, error=None))
+                started_at=now, error=None)
+        .returning(Job.spec, Job.created_at, Job.attempts, Job.sweep_id)).first()
     session.commit()
-    return token if result.rowcount == 1 else None
-
-
-def load_spec(session: Session, job_id) -> JobSpec:
-    spec = session.scalar(select(Job.spec).where(Job.id == _as_uuid(job_id)))
-    session.commit()
-    return JobSpec.model_validate(spec)
+    if row is None:
+        return None
+    return Claim(token, row.spec, max(0.0, (now - row.created_at).total_seconds()), row.attempts, row.sweep_id)
 
 
 def heartbeat(session: Session, job_id, token: str) -> bool:
@@ -263,18 +268,25 @@ def record_progress(session: Session, job_id, token: str, points: Iterable[Point
 
 def finish_job(session: Session, job_id, token: str, status: str, points: Iterable[Point], steps_done: int,
                metrics: dict, params_json: Optional[str], graph_svg: Optional[str], *,
-               graph_error: Optional[str] = None) -> None:
+               graph_error: Optional[str] = None, phase_seconds: Optional[dict] = None) -> None:
     """Final results and the status change (succeeded or cancelled), in one transaction; graph_error
-    says why a job whose spec asked for a graph has none (the renderer's message)."""
+    says why a job whose spec asked for a graph has none (the renderer's message). `phase_seconds` gets
+    its `save` phase extended by this write up to its commit (the commit itself is not counted)."""
     if status not in ("succeeded", "cancelled"):
         raise ValueError(f"finish_job ends a job as succeeded or cancelled, not {status!r}")
-    final_loss = _finite(metrics.get("final_loss"))
-    _end(session, job_id, token, status=status, progress_step=steps_done, latest_loss=final_loss,
-         final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error)
+    started = time.perf_counter()
     _insert_points(session, job_id, points)
-    for kind, content in (("params", params_json), ("graph_svg", graph_svg)):
-        if content is not None:
-            session.add(Artifact(job_id=_as_uuid(job_id), kind=kind, content=content))
+    artifacts = [{"job_id": _as_uuid(job_id), "kind": kind, "content": content}
+                 for kind, content in (("params", params_json), ("graph_svg", graph_svg)) if content is not None]
+    if artifacts:
+        session.execute(insert(Artifact), artifacts)
+    if phase_seconds is not None:
+        phase_seconds = {**phase_seconds, "save": phase_seconds.get("save", 0.0) + time.perf_counter() - started}
+    final_loss = _finite(metrics.get("final_loss"))
+    # The job row last, in one statement: if this run no longer owns the job, the rollback takes back the
+    # rows above too (only the owner's writes ever commit; see history.py).
+    _end(session, job_id, token, status=status, progress_step=steps_done, latest_loss=final_loss,
+         final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error, phase_seconds=phase_seconds)
     session.commit()
 
 
@@ -365,15 +377,8 @@ def _forget_checkpoints(session: Session, job_ids) -> None:
 
 
 def _insert_points(session: Session, job_id, points: Iterable[Point]) -> None:
-    """Duplicates (a re-run, a redelivery) are dropped by the (job_id, step) key: the first write wins."""
-    job_id = _as_uuid(job_id)
-    rows = {p.step: {"job_id": job_id, "step": p.step, "loss": p.loss, "accuracy": _finite(p.accuracy),
-                     "lr": _finite(p.lr)}
-            for p in points if _finite(p.loss) is not None}  # a NaN loss has no place on a curve
-    if not rows:
-        return
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(LossPoint).on_conflict_do_nothing(), list(rows.values()))
+    """Duplicates (a re-run, a redelivery) are dropped per (job, step): the first write wins."""
+    history.write(session, _as_uuid(job_id), points)
 
 
 def _clamp_step(step: int) -> int:

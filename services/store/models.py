@@ -79,6 +79,9 @@ class Job(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)
     graph_error: Mapped[Optional[str]] = mapped_column(Text)  # why a job that asked for a graph has none
     sweep_id: Mapped[Optional[uuid.UUID]] = mapped_column(ForeignKey("sweeps.id", name="fk_jobs_sweep_id", ondelete="SET NULL"))
+    # Seconds per phase of the run that ended the job: queue_wait, claim, data, compile, steps,
+    # final_metrics, graph, save (see services/worker/tasks.py).
+    phase_seconds: Mapped[Optional[dict[str, Any]]]
 
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES}", name="ck_jobs_status"),
@@ -91,14 +94,20 @@ class Job(Base):
     )
 
 
-class LossPoint(Base):
-    __tablename__ = "loss_points"
+class LossChunk(Base):
+    """A block of a job's loss history: the points of steps [chunk * CHUNK_STEPS, (chunk + 1) * CHUNK_STEPS),
+    packed as little-endian arrays (steps int64, loss/accuracy/lr float64, NaN where a value is absent),
+    ordered by step, each step at most once. A curve of 100,000 points is ~100 rows, read without a
+    Python object per point. Only services/store/history.py reads and writes these rows."""
+    __tablename__ = "loss_chunks"
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
-    loss: Mapped[float]
-    accuracy: Mapped[Optional[float]]
-    lr: Mapped[Optional[float]]
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int]
+    steps: Mapped[bytes] = mapped_column(LargeBinary)
+    loss: Mapped[bytes] = mapped_column(LargeBinary)
+    accuracy: Mapped[bytes] = mapped_column(LargeBinary)
+    lr: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Artifact(Base):
@@ -164,3 +173,12 @@ class SweepTrial(Base):
     system_attrs: Mapped[dict[str, Any]]  # what Optuna's sampler and pruner keep per trial (grid id, rungs)
     pruned: Mapped[bool] = mapped_column(default=False)
     checked_step: Mapped[Optional[int]]  # the pruner has seen the history up to this step
+class Worker(Base):
+    """A worker process that is (or was) alive: it beats every HEARTBEAT_SECONDS, naming the job it runs
+    (as of that beat). Rows of workers that stopped beating are dropped by the next worker that starts."""
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime]
+    current_job_id: Mapped[Optional[uuid.UUID]] = mapped_column(Uuid)  # no foreign key: a job may be deleted

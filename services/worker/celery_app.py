@@ -26,7 +26,23 @@ app.conf.update(
 @signals.worker_process_init.connect
 def fresh_connections_in_child(**_):
     from services.store.db import forget_connections_after_fork
+    from services.worker import heartbeat, metrics
     forget_connections_after_fork()
+    heartbeat.start()  # the process that runs the jobs beats for itself and for them
+    metrics.serve()
+
+
+@signals.worker_process_shutdown.connect
+def leave_the_workers_table(**_):
+    from services.worker import heartbeat
+    heartbeat.stop()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def json_logs(logger=None, **_):
+    from services.logs import use_json_logs_if_asked
+    use_json_logs_if_asked(logger)
 
 
 @signals.worker_ready.connect

@@ -8,12 +8,13 @@ import time
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from core.spec import JobSpec
 from core.train import TrainingDiverged, run_spec
 from services import sweeps
 from services.config import get_settings
 from services.store import checkpoints, jobs
-from services.store import sweeps as sweep_store
 from services.store.db import session_scope
+from services.worker import metrics
 from services.worker.celery_app import app
 from services.worker.checkpointing import Checkpointer
 from services.worker.heartbeat import Heartbeat
@@ -33,15 +34,18 @@ def train_job(job_id: str) -> str:
 def run_job(job_id: str) -> str:
     """Runs one job to its end; returns its final status, or 'not claimed' / 'superseded'."""
     settings = get_settings()
-    token = _with_retries(lambda session: jobs.claim_job(session, job_id, settings.STALE_AFTER_SECONDS,
-                                                         settings.MAX_ATTEMPTS))
-    if token is None:
+    started = time.perf_counter()
+    # One statement takes the job and reads what the run needs (spec, sweep, attempt).
+    claim = _with_retries(lambda session: jobs.claim_and_load(session, job_id, settings.STALE_AFTER_SECONDS,
+                                                              settings.MAX_ATTEMPTS))
+    if claim is None:
         log.info("job %s is not claimable (taken, final or cancelled); nothing to do", job_id)
         return "not claimed"
-    sweep_id = _with_retries(lambda session: sweep_store.sweep_id_of_job(session, job_id))
+    token, sweep_id = claim.token, claim.sweep_id
+    phases = {"queue_wait": claim.queue_wait, "claim": time.perf_counter() - started}
     try:
         with Heartbeat(job_id, token, settings.HEARTBEAT_SECONDS):
-            status = _train_and_save(job_id, token, settings, sweep_id)
+            status = _train_and_save(job_id, token, settings, claim, phases)
     except jobs.Superseded:
         log.warning("job %s was claimed by another run; this run stops without writing", job_id)
         return "superseded"
@@ -50,13 +54,16 @@ def run_job(job_id: str) -> str:
     return status
 
 
-def _train_and_save(job_id, token: str, settings, sweep_id=None) -> str:
+def _train_and_save(job_id, token: str, settings, claim, phases: dict) -> str:
     progress = None
+    sweep_id = claim.sweep_id
     pruned = None if sweep_id is None else (lambda: sweeps.advance_for_trial(sweep_id, job_id))
     try:
-        spec = _with_retries(lambda session: jobs.load_spec(session, job_id))
+        spec = JobSpec.model_validate(claim.spec)
         progress = Progress(job_id, token, _time_limit(spec, settings), after_flush=pruned)
-        resume = _with_retries(lambda session: checkpoints.load_checkpoint(session, job_id))
+        # Only an earlier attempt can have left a checkpoint: a first attempt saves the round trip.
+        resume = None if claim.attempt == 1 else _with_retries(
+            lambda session: checkpoints.load_checkpoint(session, job_id))
         if resume is not None:
             log.info("job %s: resuming from its checkpoint at step %d of %d", job_id, resume.step, spec.steps)
             progress.steps_done = resume.step
@@ -75,13 +82,17 @@ def _train_and_save(job_id, token: str, settings, sweep_id=None) -> str:
     except Exception as e:  # a job must never hang in 'running': whatever went wrong becomes its reason
         log.exception("job %s failed", job_id)
         return _fail(job_id, token, f"{type(e).__name__}: {e}", progress)
+    started = time.perf_counter()
     status = "cancelled" if result.stopped_early and progress.cancel_requested else "succeeded"
     points = progress.take_pending()  # once: every retry of the final write must carry them
     # Parameters and graph are a succeeded job's results; a cancelled one keeps only its history.
     params, svg = (json.dumps(result.params), result.graph_svg) if status == "succeeded" else (None, None)
     graph_error = result.graph_error if status == "succeeded" else None
+    phases = {**phases, **result.timings, "save": time.perf_counter() - started}
     _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
-                                                  result.metrics, params, svg, graph_error=graph_error))
+                                                  result.metrics, params, svg, graph_error=graph_error,
+                                                  phase_seconds=phases))
+    metrics.observe(status, progress.steps_done, phases)
     return status
 
 
@@ -99,6 +110,7 @@ def _fail(job_id, token: str, reason: str, progress) -> str:
     points = progress.take_pending() if progress else []
     steps_done = progress.steps_done if progress else None
     _with_retries(lambda session: jobs.fail_job(session, job_id, token, reason[:MAX_REASON_CHARS], points, steps_done))
+    metrics.observe("failed")
     return "failed"
 
 

@@ -311,3 +311,18 @@ def test_without_l2_huge_parameters_do_not_send_the_batch_to_the_interpreted_eng
         loss, _ = compile_loss(model, "sse", 0.0, 1).loss_and_grads([[1.0]], [0.0])
     assert loss == interpreted_loss_and_grads(model, "sse", 0.0, [[1.0]], [0.0])[0]
     assert "interpreted engine" not in caplog.text
+
+
+def test_a_tape_is_planned_once_per_architecture_and_serves_every_model_of_that_shape():
+    xs, ys = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]], [1.0, -1.0]
+    first = compile_loss(MLP(3, [5, 4, 1], seed=1), "sse", 0.1, 3)
+    model = MLP(3, [5, 4, 1], seed=2)  # other weights, same shape
+    second = compile_loss(model, "sse", 0.1, 3)
+    assert second.program is first.program and second.parameters == model.parameters()
+    loss, outputs = second.loss_and_grads(xs, ys)
+    compiled_grads = grads_of(model)
+    expected_loss, expected_outputs = interpreted_loss_and_grads(model, "sse", 0.1, xs, ys)
+    assert_close([loss, *outputs, *compiled_grads], [expected_loss, *expected_outputs, *grads_of(model)], 1e-12)
+    assert compile_loss(MLP(3, [5, 4, 1], ["relu", "relu", "linear"], seed=2), "sse", 0.1, 3).program \
+        is not first.program  # another activation is another architecture
+    assert compile_loss(MLP(3, [5, 4, 1], seed=2), "mse", 0.1, 3).program is not first.program

@@ -8,7 +8,7 @@ from compose_spec import PyCompose
 
 from tests.integration.processes import REPO, compose_file, compose_text
 
-SERVICES = {"postgres", "redis", "migrate", "api", "worker"}
+SERVICES = {"postgres", "redis", "migrate", "api", "worker", "flower"}
 
 
 def test_the_compose_file_parses():
@@ -25,6 +25,12 @@ def test_the_parser_rejects_what_compose_rejects():
 def test_every_long_running_service_has_a_health_check():
     services = compose_file()["services"]
     assert {name for name, s in services.items() if "healthcheck" in s} == SERVICES - {"migrate"}
+
+
+def test_flower_is_optional():
+    services = compose_file()["services"]
+    assert services["flower"]["profiles"] == ["flower"]
+    assert not any("profiles" in s for name, s in services.items() if name != "flower")
 
 
 def test_the_migration_runs_once_before_the_api_and_workers():

@@ -60,6 +60,10 @@ def test_the_readme_example_finishes_within_seconds(embedded):
         assert [p["step"] for p in loss["points"]] == list(range(100))
         svg = client.get(f"/jobs/{job_id}/graph.svg")
         assert svg.status_code == 200 and "<svg" in svg.text
+        assert len(client.get("/workers").json()) == 1  # the worker process beats into the workers table
+        assert "mgs_workers_live 1.0" in client.get("/metrics").text
+        phases = client.get(f"/jobs/{job_id}").json()["timings"]["phases_ms"]
+        assert {"queue_wait", "claim", "steps", "graph", "save"} <= set(phases)
     assert process.stop() == 0
     assert "Warm shutdown" in process.log()
 

@@ -34,6 +34,7 @@ def test_submit_creates_a_queued_job_and_sends_it(client, enqueued):
     assert job["spec"]["model"]["layers"] == [4, 4, 1]
     assert job["progress"] == {"step": 0, "total": 100, "latest_loss": None}
     assert job["attempts"] == 0 and job["error"] is None and job["timings"]["started_at"] is None
+    assert job["timings"]["phases_ms"] is None
 
 
 def test_submit_succeeds_when_the_broker_is_down(client, monkeypatch, caplog):
@@ -177,6 +178,8 @@ def test_finished_job_reports_metrics_params_and_graph(client):
     assert job["status"] == "succeeded"
     assert job["metrics"]["final_loss"] == 0.25 and job["metrics"]["steps_done"] == 2
     assert job["timings"]["finished_at"] is not None
+    phases = job["timings"]["phases_ms"]
+    assert (phases["queue_wait"], phases["steps"]) == (2.0, 250.0) and phases["save"] >= 0
 
     stored = client.get(f"/jobs/{job_id}/params")
     assert stored.status_code == 200 and stored.json() == params
@@ -315,7 +318,7 @@ def test_openapi_schema_documents_every_route(client):
                           "/jobs/{job_id}/events", "/jobs/{job_id}/boundary", "/healthz", "/readyz",
                           "/experiments", "/experiments/{experiment_id}",
                           "/sweeps", "/sweeps/{sweep_id}", "/sweeps/{sweep_id}/cancel", "/compare",
-                          "/jobs/{job_id}/rerun", "/jobs/{job_id}/loss.csv"}
+                          "/jobs/{job_id}/rerun", "/jobs/{job_id}/loss.csv", "/workers"}
     assert "image/svg+xml" in paths["/jobs/{job_id}/graph.svg"]["get"]["responses"]["200"]["content"]
 
 

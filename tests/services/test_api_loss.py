@@ -1,11 +1,7 @@
 """GET /jobs/{id}/loss: ranges and downsampling of long histories, served from the database."""
-import uuid
-
 import pytest
-from sqlalchemy import insert
 
 from services.store import db, jobs as job_store
-from services.store.models import LossPoint
 from tests.services.conftest import submit
 
 LONG = 100_000
@@ -18,13 +14,9 @@ def long_job(client):
     job_id = submit(client, {"steps": LONG})
     with db.session_scope() as session:
         token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
-        rows = [{"job_id": uuid.UUID(job_id), "step": s, "loss": 1.0 / (1 + s), "accuracy": None, "lr": 0.1}
-                for s in range(LONG)]
-        rows[SPIKE_STEP]["loss"] = 99.0
-        session.execute(insert(LossPoint), rows)  # one executemany: much faster to set up than batches
-        session.commit()
-        job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=LONG,
-                             metrics={"final_loss": rows[-1]["loss"]}, params_json=None, graph_svg=None)
+        points = [job_store.Point(s, 99.0 if s == SPIKE_STEP else 1.0 / (1 + s), None, 0.1) for s in range(LONG)]
+        job_store.finish_job(session, job_id, token, "succeeded", points, steps_done=LONG,
+                             metrics={"final_loss": points[-1].loss}, params_json=None, graph_svg=None)
     return job_id
 
 

@@ -2,6 +2,7 @@
 no request may cause a 5xx, and every response must match the schema. Run on an open server
 and on one that requires keys (where Schemathesis also checks that requests without the key fail)."""
 import os
+import uuid
 
 import jsonschema_rs
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
 
 from services.api.routes import health
-from services.store import db, keys
+from services.store import db, keys, workers
 from tests.services.conftest import auth, finish_job, start_job, submit
 
 EXAMPLES_PER_OPERATION = 150  # x 19 operations x 2 servers: about 5,700 requests
@@ -42,6 +43,9 @@ def api_schema(request, make_client, monkeypatch, database_url):
     finish_job(grouped.json()["id"])
     experiment = client.get("/experiments", headers=auth(key)).json()["items"][0]["id"]
     sweep = client.post("/sweeps", json={"space": {"seed": [1, 2, 3]}, "trials": 3}, headers=auth(key)).json()["id"]
+    with db.session_scope() as session:  # a busy worker and an idle one for GET /workers
+        workers.beat(session, "fuzz-host:1", uuid.UUID(running))
+        workers.beat(session, "fuzz-host:2", None)
     world.update(job_ids=[done, running, cancelled, queued, grouped.json()["id"]], experiment_ids=[experiment],
                  sweep_ids=[sweep], headers=auth(key), client=client)
     return schemathesis.openapi.from_asgi("/openapi.json", client.app)

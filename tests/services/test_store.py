@@ -1,4 +1,5 @@
 """The persistence module against real databases (SQLite and PostgreSQL, from conftest)."""
+import struct
 import threading
 from datetime import timedelta
 
@@ -124,6 +125,25 @@ def test_loss_points_are_unique_per_step_and_the_first_write_wins(session):
     assert [(p.step, p.loss) for p in jobs.get_loss_points(session, job.id, start=1, end=1)] == [(1, 0.5)]
     assert len(jobs.get_loss_points(session, job.id, start=-10**30, end=10**30)) == 3
     assert jobs.get_loss_points(session, job.id, start=10**30) == []
+
+
+def test_histories_across_chunk_boundaries_keep_every_step_once_bit_for_bit(session):
+    job = new_job(session, steps=5000)
+    first = claim(session, job)
+    values = {step: (step + 1) / 3 for step in range(0, 5000, 7)}
+    values[0] = -0.0
+    batches = [[s for s in values if s < 998], [s for s in values if 998 <= s < 2999], [s for s in values if s >= 2999]]
+    for batch in (batches[1], batches[0]):  # out of order, as a re-run after a partial write would
+        jobs.record_progress(session, job.id, first, [jobs.Point(s, values[s], lr=0.1) for s in batch], 1, 1.0)
+    second = claim(session, job, stale_after=STALE_NOW)
+    jobs.record_progress(session, job.id, second, [jobs.Point(s, 42.0) for s in values], 5000, 42.0)
+    served = jobs.get_loss_points(session, job.id)
+    assert served.steps.tolist() == sorted(values)
+    assert [struct.pack("<d", v) for v in served.loss.tolist()] == [
+        struct.pack("<d", values[s] if s < 2999 else 42.0) for s in sorted(values)]
+    window = jobs.get_loss_points(session, job.id, start=994, end=2001)
+    assert window.steps.tolist() == [s for s in sorted(values) if 994 <= s <= 2001]
+    assert [p.lr for p in window] == [0.1] * len(window)
 
 
 def test_progress_is_visible_while_running_and_non_finite_losses_are_not_stored(session):

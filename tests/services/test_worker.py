@@ -80,6 +80,26 @@ def test_a_graph_that_cannot_be_drawn_leaves_a_succeeded_job_with_the_reason(wor
     assert load(job_id).graph_error == "Graphviz (WebAssembly) stopped: out of bounds memory access"
 
 
+def test_a_finished_job_records_how_long_each_phase_took(worker):
+    job_id = submit(steps=5, record={"graph_svg": False})
+    assert worker.run_job(str(job_id)) == "succeeded"
+    phases = load(job_id).phase_seconds
+    assert set(phases) == {"queue_wait", "claim", "data", "compile", "steps", "final_metrics", "save"}
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["steps"] > 0
+    job = load(job_id)
+    assert phases["queue_wait"] <= (job.started_at - job.created_at).total_seconds() + 1e-3
+
+
+def test_a_finished_job_is_counted_in_the_workers_prometheus_metrics(worker):
+    from prometheus_client import REGISTRY
+    before = REGISTRY.get_sample_value("mgs_jobs_finished_total", {"status": "succeeded"}) or 0
+    steps_before = REGISTRY.get_sample_value("mgs_job_steps_per_second_count") or 0
+    assert worker.run_job(str(submit(steps=5, record={"graph_svg": False}))) == "succeeded"
+    assert REGISTRY.get_sample_value("mgs_jobs_finished_total", {"status": "succeeded"}) == before + 1
+    assert REGISTRY.get_sample_value("mgs_job_steps_per_second_count") == steps_before + 1
+    assert REGISTRY.get_sample_value("mgs_job_phase_seconds_count", {"phase": "claim"}) >= 1
+
+
 def test_a_second_delivery_does_nothing(worker):
     job_id = submit(steps=5)
     assert worker.run_job(str(job_id)) == "succeeded"
@@ -254,7 +274,7 @@ def test_results_are_saved_whole_when_the_database_comes_back(worker, monkeypatc
 
 def test_a_job_delivered_while_the_database_is_down_runs_when_it_is_back(worker, monkeypatch):
     from sqlalchemy.exc import OperationalError
-    real_claim, calls = jobs.claim_job, []
+    real_claim, calls = jobs.claim_and_load, []
 
     def claim_after_an_outage(session, *args, **kwargs):
         calls.append(args)
@@ -262,7 +282,7 @@ def test_a_job_delivered_while_the_database_is_down_runs_when_it_is_back(worker,
             raise OperationalError("UPDATE jobs", {}, Exception("connection refused"))
         return real_claim(session, *args, **kwargs)
 
-    monkeypatch.setattr(jobs, "claim_job", claim_after_an_outage)
+    monkeypatch.setattr(jobs, "claim_and_load", claim_after_an_outage)
     job_id = submit(steps=5, record={"graph_svg": False})
     assert worker.run_job(str(job_id)) == "succeeded" and len(calls) == 2
 

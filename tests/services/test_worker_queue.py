@@ -1,5 +1,6 @@
 """Sending work (services.queue) and the worker's delivery settings, against real brokers."""
 import time
+import uuid
 
 import pytest
 from kombu import Connection
@@ -60,3 +61,15 @@ def test_the_worker_holds_one_task_at_a_time_and_acknowledges_it_after_running(b
     assert app.conf.worker_prefetch_multiplier == 1
     redis_options = queue.transport_options("redis://127.0.0.1:6379/0")
     assert redis_options["visibility_timeout"] > get_settings().MAX_TIME_LIMIT_SECONDS
+
+
+def test_the_server_less_broker_is_polled_often_enough_to_deliver_in_tens_of_milliseconds(broker, service_env):
+    """kombu polls an empty SQLite queue once a second unless told otherwise; the worker's app must tell it."""
+    service_env(BROKER_POLLING_SECONDS="0.02")
+    app = queue.make_celery()
+    with app.connection_for_write() as connection:
+        assert connection.transport.polling_interval == 0.02
+    queue.celery_client.cache_clear()
+    queue.enqueue(uuid.uuid4())  # and it still speaks kombu's SQLAlchemy protocol
+    with Connection(broker) as connection:
+        assert connection.SimpleQueue("celery").get(timeout=5).headers["task"] == "train_job"

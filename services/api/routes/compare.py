@@ -2,7 +2,6 @@
 import uuid
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
@@ -31,15 +30,15 @@ def compare(session: SessionDep, owner: OwnerDep,
     names = experiment_store.names_by_id(session, [job.experiment_id for job in jobs])
     histories = [job_store.get_loss_points(session, job.id) for job in jobs]
     budget = max(4, max_points // len(jobs))
-    steps = sorted({int(history[i].step) for history in histories
-                    for i in downsample_indices(np.array([p.loss for p in history], dtype=float), budget)})
+    steps = sorted({step for history in histories
+                    for step in history.steps[downsample_indices(history.loss, budget)].tolist()})
     flat = [flatten(job.spec) for job in jobs]
     paths = sorted({path for spec in flat for path in spec})
     differences = {path: [spec.get(path) for spec in flat] for path in paths
                    if any(spec.get(path) != flat[0].get(path) or path not in spec for spec in flat)}
     runs = []
     for job, history in zip(jobs, histories):
-        by_step = {p.step: p.loss for p in history}
+        by_step = dict(zip(history.steps.tolist(), history.loss.tolist()))
         runs.append(ComparedRun(id=job.id, name=job.name, status=job.status,
                                 experiment=names.get(job.experiment_id), tags=job.tags, metrics=metrics_of(job),
                                 loss=[finite_or_none(by_step.get(step)) for step in steps]))

@@ -1,0 +1,141 @@
+"""Loss histories, stored for reading curves: one `loss_chunks` row per job and block of CHUNK_STEPS steps,
+its points packed as float64 arrays (see models.LossChunk).
+
+Writes merge into the blocks: a step already stored keeps its first value (a re-run or a redelivery
+writes the same steps again), so every step is stored at most once, and values are kept bit for bit.
+A merge reads a block and writes it back, which is safe because only the run that owns the job ever
+commits history (every writer's transaction also updates the job row under its claim token, and rolls
+back when that fails); a superseded run's uncommitted block holds the new owner's write of the same key
+until it rolls back (PostgreSQL), and SQLite's BEGIN IMMEDIATE serializes writers anyway."""
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Optional
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.store.models import LossChunk
+
+CHUNK_STEPS = 1000
+FLOAT, INT = np.dtype("<f8"), np.dtype("<i8")
+
+
+class Point(NamedTuple):
+    step: int
+    loss: float
+    accuracy: Optional[float] = None
+    lr: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class History:
+    """A job's points (or a range of them) as arrays ordered by step; NaN where accuracy or lr is absent.
+    It also reads like a list of Points (len, index, iterate) for callers that want one object per point."""
+    steps: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    lr: np.ndarray
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __getitem__(self, i):
+        return self.point(i)
+
+    def __iter__(self):
+        return (self.point(i) for i in range(len(self)))
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def point(self, i) -> Point:
+        return Point(int(self.steps[i]), float(self.loss[i]), _absent_as_none(self.accuracy[i]),
+                     _absent_as_none(self.lr[i]))
+
+    def columns(self, indices=None) -> dict:
+        """{'step': [...], 'loss': [...], 'accuracy': [...], 'lr': [...]} as plain lists (None for absent
+        values), of all points or of `indices`: one pass per column in C, no object per point."""
+        pick = (lambda a: a) if indices is None else (lambda a: a[indices])
+        return {"step": pick(self.steps).tolist(), "loss": _nulls(pick(self.loss)),
+                "accuracy": _nulls(pick(self.accuracy)), "lr": _nulls(pick(self.lr))}
+
+
+EMPTY = History(np.empty(0, INT), np.empty(0, FLOAT), np.empty(0, FLOAT), np.empty(0, FLOAT))
+
+
+def read(session: Session, job_id: uuid.UUID, start: Optional[int] = None, end: Optional[int] = None) -> History:
+    """The points of steps start..end (inclusive; None: unbounded), ordered by step."""
+    query = select(LossChunk.steps, LossChunk.loss, LossChunk.accuracy, LossChunk.lr).where(
+        LossChunk.job_id == job_id)
+    if start is not None:
+        query = query.where(LossChunk.chunk >= start // CHUNK_STEPS)
+    if end is not None:
+        query = query.where(LossChunk.chunk <= end // CHUNK_STEPS)
+    rows = session.execute(query.order_by(LossChunk.chunk)).all()
+    if not rows:
+        return EMPTY
+    history = History(*(np.concatenate([np.frombuffer(row[i], dtype) for row in rows])
+                        for i, dtype in enumerate((INT, FLOAT, FLOAT, FLOAT))))
+    if start is None and end is None:
+        return history
+    lo = 0 if start is None else int(np.searchsorted(history.steps, start, "left"))
+    hi = len(history) if end is None else int(np.searchsorted(history.steps, end, "right"))
+    return History(history.steps[lo:hi], history.loss[lo:hi], history.accuracy[lo:hi], history.lr[lo:hi])
+
+
+def write(session: Session, job_id: uuid.UUID, points: Iterable[Point]) -> None:
+    """Adds the points of steps not stored yet; a step already stored (or repeated in `points`) keeps its
+    first value. Points with a non-finite loss are not stored (a NaN has no place on a curve)."""
+    new: dict[int, dict[int, Point]] = {}
+    for p in points:
+        if math.isfinite(p.loss):
+            new.setdefault(p.step // CHUNK_STEPS, {}).setdefault(p.step, p)
+    if not new:
+        return
+    stored = {row.chunk: row for row in session.execute(
+        select(LossChunk.chunk, LossChunk.steps, LossChunk.loss, LossChunk.accuracy, LossChunk.lr)
+        .where(LossChunk.job_id == job_id, LossChunk.chunk.in_(new)))}
+    inserts, updates = [], []
+    for chunk, by_step in new.items():
+        old = stored.get(chunk)
+        old_steps = np.frombuffer(old.steps, INT) if old else EMPTY.steps
+        fresh = sorted(set(by_step) - set(old_steps.tolist()))
+        if not fresh:
+            continue
+        added = [by_step[step] for step in fresh]
+        columns = [np.array(fresh, INT),
+                   np.array([p.loss for p in added], FLOAT),
+                   np.array([_none_as_nan(p.accuracy) for p in added], FLOAT),
+                   np.array([_none_as_nan(p.lr) for p in added], FLOAT)]
+        if old:
+            columns = [np.concatenate([np.frombuffer(blob, column.dtype), column])
+                       for blob, column in zip((old.steps, old.loss, old.accuracy, old.lr), columns)]
+            order = np.argsort(columns[0], kind="stable")
+            columns = [column[order] for column in columns]
+        row = {"job_id": job_id, "chunk": chunk, "count": len(columns[0]),
+               **{name: column.tobytes() for name, column in zip(("steps", "loss", "accuracy", "lr"), columns)}}
+        (updates if old else inserts).append(row)
+    if inserts:
+        session.execute(LossChunk.__table__.insert(), inserts)
+    for row in updates:
+        session.execute(LossChunk.__table__.update()
+                        .where(LossChunk.job_id == row["job_id"], LossChunk.chunk == row["chunk"]).values(row))
+
+
+def _none_as_nan(x: Optional[float]) -> float:
+    return math.nan if x is None else x
+
+
+def _absent_as_none(x) -> Optional[float]:
+    return float(x) if math.isfinite(x) else None
+
+
+def _nulls(values: np.ndarray) -> list:
+    """values.tolist() with None in place of NaN/inf (JSON has neither)."""
+    out = values.tolist()
+    if not np.isfinite(values).all():
+        for i in np.flatnonzero(~np.isfinite(values)).tolist():
+            out[i] = None
+    return out
