@@ -2,7 +2,7 @@
 metrics, graph, save), so the fixed cost of a job can be found and shown.
 
 Revision ID: job_phase_seconds
-Revises: experiments
+Revises: sweeps
 """
 from typing import Sequence, Union
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "job_phase_seconds"
-down_revision: Union[str, None] = "experiments"
+down_revision: Union[str, None] = "sweeps"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
