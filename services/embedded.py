@@ -31,6 +31,7 @@ def main() -> int:
     settings = get_settings()
     refuse_open_access_beyond_loopback(settings)
     command.upgrade(Config(str(REPO / "alembic.ini")), "head")
+    queue.recover_broker()  # an unreadable broker file: moved aside, started afresh, queued jobs sent again
     queue.check_broker()  # creates the broker's tables once, before two processes race to do it
     processes = [start(WORKER_COMMAND),
                  start(["uvicorn", "services.api.app:app", "--host", settings.HOST,

@@ -2,7 +2,9 @@
 
 The task is sent by name, so the sender needs no worker code; the job row stays the
 source of truth, the broker only delivers its id."""
+import logging
 import sqlite3
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from services.config import get_settings
 from services.store import jobs
 from services.store.db import session_scope
+
+log = logging.getLogger(__name__)
 
 TASK_NAME = "train_job"
 BROKER_TIMEOUT_SECONDS = 5
@@ -88,11 +92,41 @@ def _is_sqlite_broker(broker_url: str) -> bool:
     return broker_url.startswith("sqla+sqlite")
 
 
-def _prepare_sqlite_broker(broker_url: str) -> None:
-    """WAL is a property of the database file, so setting it once here covers every process."""
+def _prepare_sqlite_broker(broker_url: str) -> bool:
+    """WAL is a property of the database file, so setting it once here covers every process. The file only
+    carries job ids (the job table is the truth), so an unreadable one is moved aside and started afresh;
+    returns True then: the queued jobs' messages went with it (see recover_broker)."""
     if not _is_sqlite_broker(broker_url):
-        return
+        return False
     path = Path(broker_url.removeprefix("sqla+sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _use_wal(path)
+        return False
+    except sqlite3.DatabaseError as e:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        log.error("the broker file %s is unreadable (%s): moved it to %s and started a new one; "
+                  "queued jobs are sent again", path, e, aside)
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        _use_wal(path)
+        return True
+
+
+def _use_wal(path: Path) -> None:
     with sqlite3.connect(path, timeout=30) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
+
+
+def recover_broker() -> int:
+    """At start: if the broker file was unreadable (and replaced), sends every queued job again now
+    instead of after REDELIVER_QUEUED_AFTER_SECONDS; returns how many were sent."""
+    settings = get_settings()
+    if not _prepare_sqlite_broker(settings.BROKER_URL):
+        return 0
+    with session_scope() as session:
+        job_ids = jobs.take_jobs_to_redeliver(session, settings.STALE_AFTER_SECONDS, 0, settings.MAX_ATTEMPTS)
+    for job_id in job_ids:
+        send(job_id)
+    return len(job_ids)

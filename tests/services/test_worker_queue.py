@@ -73,3 +73,32 @@ def test_the_server_less_broker_is_polled_often_enough_to_deliver_in_tens_of_mil
     queue.enqueue(uuid.uuid4())  # and it still speaks kombu's SQLAlchemy protocol
     with Connection(broker) as connection:
         assert connection.SimpleQueue("celery").get(timeout=5).headers["task"] == "train_job"
+
+
+def test_an_unreadable_broker_file_is_moved_aside_and_queued_jobs_are_sent_again(service_env, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """`make run` stopped with a raw 'file is not a database' traceback; deleting the file made queued
+    jobs wait REDELIVER_QUEUED_AFTER_SECONDS."""
+    import logging
+    import sqlite3
+
+    from core.spec import JobSpec
+    from services import queue
+    from services.store import jobs
+    from services.store.db import session_scope
+    broker = tmp_path / "broker.db"
+    broker.write_bytes(b"this is not a database" * 100)
+    service_env(BROKER_URL=f"sqla+sqlite:///{broker}")
+    with session_scope() as session:
+        queued = jobs.create_job(session, "alice", JobSpec()).id
+    sent = []
+    monkeypatch.setattr(queue, "send", sent.append)
+    with caplog.at_level(logging.ERROR, logger="services.queue"):
+        assert queue.recover_broker() == 1
+    assert sent == [queued]
+    [aside] = tmp_path.glob("broker.db.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not a database")
+    assert "unreadable" in caplog.text and str(aside) in caplog.text
+    with sqlite3.connect(broker) as connection:  # a fresh, readable file
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert queue.recover_broker() == 0  # a readable file is left alone
