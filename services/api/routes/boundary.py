@@ -5,14 +5,14 @@ import math
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from core.data import generate
-from core.nn import MLP
-from core.train import predict as core_predict
+from core.predict import Forward
+from core.spec import JobSpec
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.limits import FORWARD_NODES_PER_PARAMETER
-from services.api.routes.jobs import errors, find_job
+from services.api.routes.jobs import errors, find_job, parameter_count
 from services.api.schemas import Boundary
 from services.store import jobs as job_store
 
@@ -22,12 +22,13 @@ MARGIN = 0.1  # of the data's extent, on each side
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429))
 
 
-@router.get("/{job_id}/boundary", response_model=Boundary, responses=errors(404, 409))
-def get_boundary(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+@router.get("/{job_id}/boundary", response_model=Boundary, responses=errors(404, 409, 503))
+def get_boundary(job_id: uuid.UUID, request: Request, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
                  size: Annotated[int, Query(ge=2, le=200, description="grid cells per side (capped by the "
                                                                       "server's budget)")] = 60):
-    """A plain (sync) route: FastAPI runs it in a worker thread, so the forward passes never block the event loop.
-    The grid is shrunk until it builds no bigger a graph than one training step may (MAX_NODES_PER_STEP)."""
+    """A plain (sync) route: FastAPI runs it in a worker thread, so the forward pass never blocks the event loop.
+    The grid is shrunk until it builds no bigger a graph than one training step may (MAX_NODES_PER_STEP), and
+    it runs as predict does: core.predict's arrays, within the inference slots, with the cached model."""
     job = find_job(session, job_id, owner)
     data = job.spec.get("data", {})
     if data.get("kind") not in PLANE_DATASETS:
@@ -35,15 +36,21 @@ def get_boundary(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep, settin
                                  f"({', '.join(PLANE_DATASETS)})")
     if job.status != "succeeded":
         raise HTTPException(409, f"job {job_id} is {job.status}; the boundary needs a succeeded job")
-    params = json.loads(job_store.get_artifact(session, job_id, "params"))
-    model = MLP.from_json(params)
+    spec = JobSpec.model_validate(job.spec)
+    n_parameters = parameter_count([spec.input_count()] + spec.model.layers)
     size = min(size, settings.BOUNDARY_MAX_GRID,
-               math.isqrt(settings.MAX_NODES_PER_STEP // (FORWARD_NODES_PER_PARAMETER * len(model.parameters()))))
-    xs, labels = generate(data["kind"], data.get("n_samples", 100), data.get("noise", 0.1),
-                          job.spec.get("seed", 0), data.get("classes", 2))
+               math.isqrt(settings.MAX_NODES_PER_STEP // (FORWARD_NODES_PER_PARAMETER * n_parameters)))
+    xs, labels = generate(data["kind"], spec.data.n_samples, spec.data.noise, spec.seed, spec.data.classes)
     x_range, y_range = extent([x for x, _ in xs]), extent([y for _, y in xs])
     grid_x, grid_y = axis(x_range, size), axis(y_range, size)
-    outputs = core_predict(params, [[x, y] for y in grid_y for x in grid_x])
+    session.commit()  # no transaction held through the inference
+    with request.app.state.inference_slots.take(owner):
+        model = request.app.state.models.get(job_id, lambda: Forward(
+            json.loads(job_store.get_artifact(session, job_id, "params"))))
+        try:
+            outputs = model([[x, y] for y in grid_y for x in grid_x])
+        except (OverflowError, ValueError):
+            raise HTTPException(409, f"job {job_id}'s model overflows on this grid") from None
     classes = [predicted_class(out) for out in outputs]
     return Boundary(job_id=job.id, size=size, x=grid_x, y=grid_y,
                     classes=[classes[row * size:(row + 1) * size] for row in range(size)],
