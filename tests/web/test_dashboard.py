@@ -150,6 +150,7 @@ def test_the_page_asks_for_a_key_and_keeps_it(blank_page):
 def test_queue_view(page):
     page.goto("/queue")
     page.page.wait_for_selector(".card-value")
+    page.page.wait_for_selector("table.workers tbody tr")  # the embedded service's worker, from GET /workers
     page.screenshot("queue")
 
 

@@ -1,7 +1,7 @@
 // Queue: what runs now and what waits, from the service's own job table (and GET /workers when the server has it).
 import { get, has } from "../api.js";
 import { h, idChip, statusBadge } from "../dom.js";
-import { ago, num } from "../format.js";
+import { ago } from "../format.js";
 import { banner, errorText } from "../shell.js";
 
 const REFRESH_MS = 2000;
@@ -31,10 +31,13 @@ export function renderQueue(main, {signal}) {
       return;
     }
     try {
-      const answer = await get("/workers", {signal});
-      const items = answer.items ?? answer.workers ?? answer;
-      workers.replaceChildren(h("h2", {}, "Workers"), h("table", {class: "runs"}, h("tbody", {},
-        (Array.isArray(items) ? items : []).map((w) => h("tr", {}, Object.entries(w).map(([k, v]) => h("td", {}, `${k}: ${typeof v === "number" ? num(v) : v ?? "–"}`)))))));
+      const live = await get("/workers", {signal});
+      workers.replaceChildren(h("h2", {}, `Workers (${live.length} live)`), h("table", {class: "runs workers"},
+        h("thead", {}, h("tr", {}, ["worker", "state", "job", "started", "last heartbeat"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, live.map((w) => h("tr", {},
+          h("td", {class: "mono"}, w.name), h("td", {}, statusBadge(w.busy ? "running" : "idle")),
+          h("td", {}, w.current_job ? h("a", {href: `#/runs/${w.current_job}`}, w.current_job.slice(0, 8)) : w.busy ? "another owner's" : "–"),
+          h("td", {}, ago(w.started_at)), h("td", {}, ago(w.last_heartbeat)))))));
     } catch (error) {
       if (error.name === "AbortError") throw error;
       workers.replaceChildren(h("p", {class: "muted"}, `Could not list the workers: ${errorText(error)}`));
