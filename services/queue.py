@@ -3,6 +3,7 @@
 The task is sent by name, so the sender needs no worker code; the job row stays the
 source of truth, the broker only delivers its id."""
 import logging
+import os
 import sqlite3
 import time
 from functools import lru_cache
@@ -37,6 +38,10 @@ def make_celery() -> Celery:
     settings = get_settings()
     _prepare_sqlite_broker(settings.BROKER_URL)
     sqlite = _is_sqlite_broker(settings.BROKER_URL)
+    if sqlite and _is_sqlite_broker(os.environ.get("CELERY_BROKER_URL", "")):
+        # The `celery` command copies $BROKER_URL into $CELERY_BROKER_URL, which Celery prefers to the app's
+        # broker; its sqla+ prefix would pick kombu's own transport (polling once a second), not ours.
+        os.environ["CELERY_BROKER_URL"] = os.environ["CELERY_BROKER_URL"].removeprefix("sqla+")
     app = Celery("micrograd_service",
                  broker=settings.BROKER_URL.removeprefix("sqla+") if sqlite else settings.BROKER_URL)
     app.conf.update(

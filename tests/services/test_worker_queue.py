@@ -69,6 +69,10 @@ def test_the_server_less_broker_is_polled_often_enough_to_deliver_in_tens_of_mil
     app = queue.make_celery()
     with app.connection_for_write() as connection:
         assert connection.transport.polling_interval == 0.02
+    # The worker's case: the `celery` command has copied $BROKER_URL into $CELERY_BROKER_URL.
+    service_env(CELERY_BROKER_URL=broker)
+    with queue.make_celery().connection_for_read() as connection:
+        assert connection.transport.polling_interval == 0.02
     queue.celery_client.cache_clear()
     queue.enqueue(uuid.uuid4())  # and it still speaks kombu's SQLAlchemy protocol
     with Connection(broker) as connection:
