@@ -22,8 +22,11 @@ install: $(TESTDEPS)
 run: $(RUNTIME)
 	$(PY) -m services.embedded
 
+# Two pytest-xdist workers (this machine's two cores); the tests that start service processes run
+# as one group on one of them (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(TESTDEPS)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The docker-compose stack run for real (root: installs and starts a Docker engine; tests/compose/).
 test-compose: $(TESTDEPS)
