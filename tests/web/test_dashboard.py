@@ -13,7 +13,7 @@ from tests.integration.processes import REPO
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 LIVE_MOONS = {"model": {"layers": [16, 16, 1]}, "data": {"kind": "moons", "n_samples": 100, "noise": 0.1},
-              "loss": "hinge", "l2": 0.0001, "optimizer": {"name": "sgd", "lr": 0.5}, "steps": 4000}
+              "loss": "hinge", "l2": 0.0001, "optimizer": {"name": "sgd", "lr": 0.5}, "steps": 20000}
 
 
 def wait_for_hash(p, pattern):

@@ -71,16 +71,18 @@ export function renderRun(main, {args: [id], signal}) {
     buttons.replaceChildren(...[
       h("a", {class: "button", href: `#/runs/${id}/graph`, hidden: job.status !== "succeeded" || !job.spec.record.graph_svg}, "Computation graph"),
       final ? null : h("button", {onclick: () => act(() => post(`${base}/cancel`), "cancel")}, job.cancel_requested ? "Cancelling…" : "Cancel"),
-      h("button", {onclick: () => act(rerun, "re-run")}, "Re-run"),
+      h("button", {onclick: () => act(rerun, "re-run", false)}, "Re-run"),
       final && canDelete ? h("button", {class: "danger", onclick: () => {
-        if (confirm("Delete this run, its history and its artifacts? This cannot be undone.")) act(remove, "delete");
+        if (confirm("Delete this run, its history and its artifacts? This cannot be undone.")) act(remove, "delete", false);
       }}, "Delete") : null].filter(Boolean));
   }
 
-  async function act(action, name) {
+  // reload: false for actions that leave this view (re-run opens the new run; a deleted run is gone, and
+  // reading it again would be a 404)
+  async function act(action, name, reload = true) {
     try {
       await action();
-      await loadJob();
+      if (reload) await loadJob();
     } catch (error) {
       if (error.name !== "AbortError") banner(`Could not ${name}: ${errorText(error)}`);
     }
