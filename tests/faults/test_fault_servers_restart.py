@@ -23,7 +23,7 @@ def test_redis_restart_with_jobs_queued_and_running(cluster, client, redis_serve
         assert_one_complete_history(client, job_id, spec)
 
 
-@pytest.mark.parametrize("down_seconds, fraction", [(2, 1.0), (7, 0.3)],
+@pytest.mark.parametrize("down_seconds, fraction", [(2, 1.0), (7, 0.6)],
                          ids=["brief", "jobs-end-while-down-longer-than-stale"])
 def test_postgres_restart_while_workers_write(cluster, client, postgres_server, down_seconds, fraction):
     """Down 7 s, short jobs end training while the database is away (their final write waits for
