@@ -14,6 +14,7 @@ import numpy as np
 from core.compile_steps import Frame, Unreplayable
 from core.compile_trace import CLASS_INDEX_LOSSES, CannotCompile, plan, trace_sample
 from core.losses import LOSSES
+from core.nn import MLP
 from core.step import interpreted_loss_and_grads
 
 __all__ = ["CannotCompile", "CompiledLoss", "compile_loss"]
@@ -30,10 +31,14 @@ def compile_loss(model, loss_name, l2, n_inputs):
     n_inputs numbers. Raises CannotCompile(reason) if the graph has anything the tape
     cannot replay; use the interpreted engine then.
 
-    The tape reads parameters by position, never their values, so it is planned once per
-    architecture (repr(model): each layer's neurons, their fan-in and activation), loss and
-    input width, and reused for every model of that shape."""
+    The tape reads parameters by position, never their values, so for an MLP it is planned once
+    per architecture (repr(MLP): each layer's neurons, their fan-in and activation), loss and
+    input width, and reused for every model of that shape. Any other model is traced afresh:
+    nothing says its repr describes its computation."""
     parameters = model.parameters()
+    if type(model) is not MLP:
+        return CompiledLoss(model, loss_name, l2, plan(trace_sample(model, loss_name, n_inputs), parameters),
+                            parameters)
     key = (repr(model), loss_name, n_inputs)
     program = _programs.get(key)
     if program is None:

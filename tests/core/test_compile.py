@@ -190,6 +190,22 @@ class RandomGraph(Quadratic):
         return pool[-1]
 
 
+class SameRepr(RandomGraph):
+    def __repr__(self):  # as two models' default reprs are when the second takes the first's address
+        return "a model"
+
+
+def test_models_other_than_an_mlp_are_never_served_a_tape_planned_for_another_model():
+    xs, ys = [[0.5, -1.5], [2.0, 0.25]], [1.0, -1.0]
+    first = SameRepr(2, [("*", 0, 2), ("+", 3, 1)], seed=1)
+    compile_loss(first, "sse", 0.0, 2).loss_and_grads(xs, ys)
+    second = SameRepr(2, [("+", 1, 3), ("*", 4, 0), ("tanh", 5, 5)], seed=1)
+
+    loss, _ = compile_loss(second, "sse", 0.0, 2).loss_and_grads(xs, ys)
+
+    assert_close(loss, interpreted_loss_and_grads(second, "sse", 0.0, xs, ys)[0], 1e-12)
+
+
 @settings(max_examples=100, deadline=None)
 @given(n_inputs=st.integers(1, 3), n_params=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
        recipe=st.lists(st.tuples(st.sampled_from(list(OPS)), st.integers(0, 99), st.integers(0, 99)),
