@@ -182,12 +182,7 @@ def test_the_final_evaluation_is_never_bigger_than_a_training_step(monkeypatch, 
     monkeypatch.setattr(core.compile, "compile_loss", cannot_compile)
     xs, ys = generate("moons", n_samples=40, noise=0.1, seed=0)
     ys = [1.0 if y else -1.0 for y in ys]
-    sizes = []
-
-    def spy(*args):
-        sizes.append(len(args[3]))
-        return interpreted_loss_and_grads(*args)
-    monkeypatch.setattr("core.train.interpreted_loss_and_grads", spy)
+    sizes = interpreted_batch_sizes(monkeypatch)
     model = MLP(2, [4, 1], seed=0)
     metrics = train(model, xs[:10], ys[:10], loss, steps=3, batch_size=3, l2=0.01, engine="interpreted",
                     validation=(xs[10:], ys[10:])).metrics
@@ -309,12 +304,7 @@ def test_the_final_metrics_of_an_interpreted_job_run_on_the_compiled_engine(monk
     minutes there after a one-step training."""
     xs, ys = generate("moons", n_samples=200, noise=0.1, seed=0)
     ys = [1.0 if y else -1.0 for y in ys]
-    sizes = []
-
-    def spy(*args):
-        sizes.append(len(args[3]))
-        return interpreted_loss_and_grads(*args)
-    monkeypatch.setattr("core.train.interpreted_loss_and_grads", spy)
+    sizes = interpreted_batch_sizes(monkeypatch)
     model = MLP(2, [8, 1], seed=0)
     metrics = train(model, xs[:100], ys[:100], "hinge", steps=2, batch_size=1, engine="interpreted",
                     validation=(xs[100:], ys[100:])).metrics
@@ -373,3 +363,15 @@ def test_drawing_the_graph_stops_when_check_raises(monkeypatch):
         assert not finished.is_set()
     finally:
         release.set()
+
+
+def interpreted_batch_sizes(monkeypatch):
+    """The sizes of the batches core.train runs on the interpreted engine, in order (a list it fills)."""
+    sizes = []
+
+    def spy(*args):
+        sizes.append(len(args[3]))
+        return interpreted_loss_and_grads(*args)
+    monkeypatch.setattr("core.train.interpreted_loss_and_grads", spy)
+    return sizes
+
