@@ -1,7 +1,8 @@
 """Engines side by side: median milliseconds per training step (forward, backward,
 SGD update) of the seed-style engine, our interpreted engine, the compiled engine
 and PyTorch (float64, one thread), all from the same initial weights on the same
-data, with a check that their loss curves agree.
+data, with a check that their loss curves agree. Each step runs as that engine's
+training loop runs it: the compiled one on parameter arrays, as core.train does.
 
     .venv/bin/python benchmarks/engine.py [--quick]
 
@@ -31,6 +32,7 @@ from core.compile import compile_loss  # noqa: E402
 from core.data import moons  # noqa: E402
 from core.nn import MLP  # noqa: E402
 from core.optim import SGD  # noqa: E402
+from core.param_array import ParamArray  # noqa: E402
 from core.train import interpreted_loss_and_grads  # noqa: E402
 from tests.reference import seed_engine  # noqa: E402
 
@@ -85,13 +87,15 @@ def interpreted_steps(initial, xs, ys, lr):
 
 
 def compiled_steps(initial, xs, ys, lr):
+    """As core.train runs the compiled engine: parameters and gradients in arrays, not Values."""
     model = MLP.from_json(initial)
     compiled = compile_loss(model, "sse", 0.0, 2)
     optimizer = SGD(model.parameters(), lr)
+    params = ParamArray(model.parameters())
 
     def step():
-        loss, _ = compiled.loss_and_grads(xs, ys)
-        optimizer.step(lr)
+        loss, _ = compiled.array_loss_and_grads(xs, ys, params)
+        optimizer.update(params.data, params.grad, lr)
         return loss
     return step
 

@@ -2,9 +2,11 @@
 
 compile_loss() traces model + per-sample loss on placeholders and plans a flat tape
 (core/compile_trace.py) whose steps run vectorised over the batch with NumPy
-(core/compile_steps.py). Parameters stay Values: every call reads their .data and
-overwrites their .grad, so optimizers, parameter export and graph drawing work
-exactly as with the interpreted engine, which remains the reference."""
+(core/compile_steps.py). The tape reads the parameters from one array and writes
+their gradients to another (core/param_array.py): train() keeps them there for the
+whole run, and loss_and_grads() fills them from the Values and writes the
+gradients back, so the Value API works exactly as with the interpreted engine,
+which remains the reference."""
 import logging
 import math
 from collections import OrderedDict
@@ -15,6 +17,7 @@ from core.compile_steps import Frame, Unreplayable
 from core.compile_trace import CLASS_INDEX_LOSSES, CannotCompile, plan, trace_sample
 from core.losses import LOSSES
 from core.nn import MLP
+from core.param_array import ParamArray
 from core.step import interpreted_loss_and_grads
 
 __all__ = ["CannotCompile", "CompiledLoss", "compile_loss"]
@@ -74,21 +77,33 @@ class CompiledLoss:
         raises or returns inf/nan is run by the interpreted engine, so the answer
         (or the error) is always the interpreted one; with fallback=False it raises
         OverflowError instead (a batch too big for one interpreted graph)."""
+        params = ParamArray(self.parameters)
+        result = self.array_loss_and_grads(xs, ys, params, fallback)
+        params.write_grads()
+        return result
+
+    def array_loss_and_grads(self, xs, ys, params, fallback=True):
+        """loss_and_grads() on a ParamArray of this model's parameters: reads params.data and sets
+        params.grad, leaving the Values alone (but for a batch the interpreted engine runs)."""
         inputs, targets = self._checked_batch(xs, ys)
-        params = np.fromiter((p.data for p in self.parameters), dtype=float, count=len(self.parameters))
         try:
             with np.errstate(all="ignore"):
-                loss, outputs, grads = self._replay(inputs, targets, params)
+                loss, outputs, grads = self._replay(inputs, targets, params.data)
             if not (math.isfinite(loss) and np.isfinite(grads).all()):
                 raise Unreplayable("the loss or a gradient is not finite")
         except Unreplayable as reason:
             if not fallback:
                 raise OverflowError(f"not replayable: {reason}") from None
             log.info("this batch runs on the interpreted engine: %s", reason)
-            return interpreted_loss_and_grads(self.model, self.loss_name, self.l2, xs, ys)
-        for p, g in zip(self.parameters, grads.tolist()):
-            p.grad = g
+            return self._interpreted(xs, ys, params)
+        params.grad = grads
         return loss, outputs
+
+    def _interpreted(self, xs, ys, params):
+        params.write_back()  # the interpreted engine reads the Values
+        result = interpreted_loss_and_grads(self.model, self.loss_name, self.l2, xs, ys)
+        params.read_grads()
+        return result
 
     def _replay(self, inputs, targets, params):
         program, n = self.program, len(inputs)

@@ -2,7 +2,10 @@
 
 train() works on any model and data; run_spec() builds everything from a
 JobSpec first. Both engines (interpreted Values, or core.compile's tape)
-produce the same history format."""
+produce the same history format. While the steps run, the parameters and their
+gradients live in one array each (core/param_array.py), which the compiled tape
+and the optimizer read and write in a few NumPy calls; the model's Values are
+written before the interpreted engine reads them and when the steps end."""
 import logging
 import math
 import random
@@ -17,6 +20,7 @@ from core.data import generate, train_validation_split
 from core.losses import LOSSES
 from core.nn import MLP
 from core.optim import SGD, Adam, make_schedule
+from core.param_array import ParamArray
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +72,13 @@ class TrainingDiverged(Exception):
 
 
 def _loss_function(engine, model, loss_name, l2, n_inputs, check=None):
-    """(loss_and_grads(xs, ys), name of the engine that will run, the CompiledLoss or None)."""
-    def interpreted(xs, ys):
-        return interpreted_loss_and_grads(model, loss_name, l2, xs, ys)
+    """(loss_and_grads(xs, ys, params), name of the engine that will run, the CompiledLoss or None):
+    (loss, outputs) of a batch at params.data, its gradients left in params.grad."""
+    def interpreted(xs, ys, params):
+        params.write_back()  # the interpreted engine reads the Values and sets their .grad
+        result = interpreted_loss_and_grads(model, loss_name, l2, xs, ys)
+        params.read_grads()
+        return result
 
     if engine == "interpreted":
         return interpreted, "interpreted", None
@@ -79,7 +87,7 @@ def _loss_function(engine, model, loss_name, l2, n_inputs, check=None):
     compiled = _compiled(model, loss_name, l2, n_inputs, check)
     if compiled is None:
         return interpreted, "interpreted", None
-    return compiled.loss_and_grads, "compiled", compiled
+    return compiled.array_loss_and_grads, "compiled", compiled
 
 
 def _compiled(model, loss_name, l2, n_inputs, check):
@@ -156,7 +164,8 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
           check=None):
     """Train `model` for `steps` steps and return a TrainResult.
 
-    optimizer: an SGD or Adam over model.parameters() (default SGD, lr 0.1);
+    optimizer: an SGD or Adam over model.parameters() (default SGD, lr 0.1), or another
+    core.optim.Optimizer, which updates them with update(data, grad, lr) on arrays;
     batch_size: None for full batch, else seeded random mini-batches;
     callback(StepRecord) after every step, returning False stops early;
     validation: optional (xs, ys) for the val_loss/val_accuracy metrics;
@@ -179,30 +188,34 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
     history, stopped_early, steps_done, last_loss = [], False, 0, None
     if resume is not None:
         steps_done, last_loss = _load_state(resume, model, optimizer, rng, steps), resume.last_loss
+    params = _param_array(model, optimizer)
 
     def snapshot():
         version, internal, gauss = rng.getstate()
-        return TrainState(steps_done, [p.data for p in model.parameters()], optimizer.state(),
+        return TrainState(steps_done, params.data.tolist(), optimizer.state(),
                           [version, list(internal), gauss], last_loss)
-    for step in range(steps_done, steps):
-        if check is not None:
-            check()
-        batch = next(batches)
-        batch_xs = xs if batch is None else [xs[i] for i in batch]
-        batch_ys = ys if batch is None else [ys[i] for i in batch]
-        lr = optimizer.schedule(step)
-        loss_value, outputs = _guarded_step(loss_and_grads, batch_xs, batch_ys, step, history)
-        optimizer.step(lr)
-        steps_done, last_loss = step + 1, loss_value
-        record = StepRecord(step, loss_value, lr, score(outputs, batch_ys) if score else None,
-                            recorded=step % loss_every == 0 or step == steps - 1)
-        if record.recorded:
-            history.append(record)
-        if callback is not None and callback(record) is False:
-            stopped_early = True
-            break
-        if checkpoint is not None:
-            checkpoint(snapshot)
+    try:
+        for step in range(steps_done, steps):
+            if check is not None:
+                check()
+            batch = next(batches)
+            batch_xs = xs if batch is None else [xs[i] for i in batch]
+            batch_ys = ys if batch is None else [ys[i] for i in batch]
+            lr = optimizer.schedule(step)
+            loss_value, outputs = _guarded_step(loss_and_grads, batch_xs, batch_ys, params, step, history)
+            optimizer.update(params.data, params.grad, lr)
+            steps_done, last_loss = step + 1, loss_value
+            record = StepRecord(step, loss_value, lr, score(outputs, batch_ys) if score else None,
+                                recorded=step % loss_every == 0 or step == steps - 1)
+            if record.recorded:
+                history.append(record)
+            if callback is not None and callback(record) is False:
+                stopped_early = True
+                break
+            if checkpoint is not None:
+                checkpoint(snapshot)
+    finally:
+        params.write_back()  # the model where its training stopped, for whatever reads it next
     timings["steps"], started = time.perf_counter() - started, time.perf_counter()
     if compiled is None and engine == "interpreted":
         compiled = _compiled(model, loss, l2, len(xs[0]), check)
@@ -226,10 +239,19 @@ def _load_state(state, model, optimizer, rng, steps):
     return state.step
 
 
-def _guarded_step(loss_and_grads, xs, ys, step, history):
+def _param_array(model, optimizer):
+    """The model's parameters as the arrays the steps work on; the optimizer must update these."""
+    params = ParamArray(model.parameters())
+    theirs = optimizer.parameters
+    if len(theirs) != len(params) or any(a is not b for a, b in zip(theirs, params.parameters)):
+        raise ValueError("the optimizer must be over model.parameters(), in that order")
+    return params
+
+
+def _guarded_step(loss_and_grads, xs, ys, params, step, history):
     """One loss-and-gradients call; a NaN/inf loss or an overflow is divergence."""
     try:
-        loss_value, outputs = loss_and_grads(xs, ys)
+        loss_value, outputs = loss_and_grads(xs, ys, params)
     except (OverflowError, ZeroDivisionError) as e:
         raise TrainingDiverged(step, history, str(e)) from e
     if not math.isfinite(loss_value):

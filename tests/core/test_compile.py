@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.compile import CannotCompile, compile_loss
+from core.compile import CannotCompile, CompiledLoss, compile_loss
+from core.compile_steps import Unreplayable
 from core.engine import Value, as_value, topological_order
 from core.nn import ACTIVATIONS, MLP
+from core.param_array import ParamArray
 from core.train import interpreted_loss_and_grads
 
 LOSS_NAMES = ["sse", "mse", "hinge", "bce", "softmax_ce"]
@@ -342,3 +344,42 @@ def test_a_tape_is_planned_once_per_architecture_and_serves_every_model_of_that_
     assert compile_loss(MLP(3, [5, 4, 1], ["relu", "relu", "linear"], seed=2), "sse", 0.1, 3).program \
         is not first.program  # another activation is another architecture
     assert compile_loss(MLP(3, [5, 4, 1], seed=2), "mse", 0.1, 3).program is not first.program
+
+
+def on_arrays(model, compiled, xs, ys):
+    """array_loss_and_grads() at parameters the Values do not hold (their halves): (loss, outputs,
+    gradients); the Values must be left as they were."""
+    params = ParamArray(model.parameters())
+    params.data *= 0.5
+    before = [(p.data, p.grad) for p in model.parameters()]
+    loss, outputs = compiled.array_loss_and_grads(xs, ys, params)
+    assert [(p.data, p.grad) for p in model.parameters()] == before
+    return loss, outputs, params.grad.tolist()
+
+
+def halved(model):
+    copy = MLP.from_json(model.to_json())
+    for p in copy.parameters():
+        p.data *= 0.5
+    return copy
+
+
+def test_on_arrays_the_tape_reads_and_writes_the_arrays_only():
+    model, xs, ys = MLP(2, [3, 2], seed=0), [[0.5, -1.0], [2.0, 0.25]], [[1.0, -1.0], [0.0, 0.5]]
+    loss, outputs, grads = on_arrays(model, compile_loss(model, "mse", 0.1, 2), xs, ys)
+    expected = halved(model)
+    assert (loss, outputs) == compile_loss(expected, "mse", 0.1, 2).loss_and_grads(xs, ys)
+    assert grads == grads_of(expected).tolist()
+
+
+def test_a_batch_the_tape_cannot_replay_runs_interpreted_at_the_arrays_parameters(monkeypatch):
+    def unreplayable(*args):
+        raise Unreplayable("as if an overflow")
+    monkeypatch.setattr(CompiledLoss, "_replay", unreplayable)
+    model, xs, ys = MLP(2, [3, 1], seed=0), [[0.5, -1.0], [2.0, 0.25]], [1.0, -1.0]
+    compiled, expected = compile_loss(model, "sse", 0.1, 2), halved(model)
+    params = ParamArray(model.parameters())
+    params.data *= 0.5
+    loss, outputs = compiled.array_loss_and_grads(xs, ys, params)
+    assert (loss, outputs) == interpreted_loss_and_grads(expected, "sse", 0.1, xs, ys)
+    assert params.grad.tolist() == grads_of(expected).tolist()

@@ -1,8 +1,11 @@
 """SGD with momentum and Adam against torch.optim; the learning-rate schedules."""
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import Value
 from core.optim import SGD, Adam, cosine, linear_decay, make_schedule
@@ -66,3 +69,52 @@ def test_the_schedule_drives_the_update():
         optimizer.step(optimizer.schedule(step))
     assert p.data == pytest.approx(-(1.0 + 0.75 + 0.5 + 0.25))
     assert not math.isnan(p.data)
+
+
+def per_parameter_steps(kind, data, grads, lr, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8):
+    """The optimizers' formulas one parameter at a time in Python floats, as they were written
+    before the update ran on arrays: data after each step of grads."""
+    data, velocity, m, v = list(data), [0.0] * len(data), [0.0] * len(data), [0.0] * len(data)
+    for t, grad in enumerate(grads, start=1):
+        for i, g in enumerate(grad):
+            if kind == "sgd":
+                data[i] += -lr * g
+            elif kind == "momentum":
+                velocity[i] = momentum * velocity[i] + g
+                data[i] -= lr * velocity[i]
+            else:
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] = b2 * v[i] + (1 - b2) * g * g
+                m_hat, v_hat = m[i] / (1 - b1 ** t), v[i] / (1 - b2 ** t)
+                data[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
+    return data
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False) | st.floats(-1e-300, 1e-300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["sgd", "momentum", "adam"]), st.integers(1, 6), st.integers(1, 4),
+       st.floats(1e-6, 10.0), st.data())
+def test_the_update_on_arrays_is_the_per_parameter_formula_bit_for_bit(kind, n, steps, lr, data):
+    """Histories, checkpoints and the compiled-vs-interpreted checks rest on these bits."""
+    start = data.draw(st.lists(finite, min_size=n, max_size=n))
+    grads = data.draw(st.lists(st.lists(finite, min_size=n, max_size=n), min_size=steps, max_size=steps))
+    expected = [x.hex() for x in per_parameter_steps(kind, start, grads, lr)]
+
+    def optimizer(params):
+        return Adam(params, lr) if kind == "adam" else SGD(params, lr, momentum=0.9 if kind == "momentum" else 0.0)
+    params = [Value(x) for x in start]  # step(lr): on the Values
+    on_values = optimizer(params)
+    for grad in grads:
+        for p, g in zip(params, grad):
+            p.grad = g
+        on_values.step(lr)
+    assert [p.data.hex() for p in params] == expected
+    assert all(type(p.data) is float for p in params)
+
+    array = np.array(start)  # update(): on a training loop's arrays
+    on_arrays = optimizer([Value(x) for x in start])
+    for grad in grads:
+        on_arrays.update(array, np.array(grad), lr)
+    assert [x.hex() for x in array.tolist()] == expected

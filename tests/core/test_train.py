@@ -13,7 +13,8 @@ import core.compile
 import core.train
 from core import MLP
 from core.data import generate, seed_example
-from core.optim import SGD, linear_decay
+from core.optim import SGD, Adam, linear_decay
+from core.param_array import ParamArray
 from core.spec import JobSpec
 from core.train import (StepRecord, TrainingDiverged, encode_targets, interpreted_loss_and_grads, predict,
                         run_spec, train)
@@ -224,6 +225,45 @@ def test_falls_back_to_the_interpreted_engine_when_the_model_cannot_compile(monk
         result = run_spec(JobSpec(steps=3, record={"graph_svg": False}))
     assert result.engine == "interpreted" and "test says no" in caplog.text
     assert len(result.history) == 3
+
+
+@pytest.mark.parametrize("engine", ["compiled", "interpreted"])
+def test_a_run_stopped_by_an_exception_leaves_the_model_at_its_last_step(engine):
+    """The steps update arrays, not the Values: the Values are written when the steps end, also by an error."""
+    xs, ys = seed_example()
+
+    def train_adam(model, steps, callback=None):
+        return train(model, xs, ys, "sse", Adam(model.parameters(), 0.05), steps, engine=engine, callback=callback)
+
+    def stop_at_step_5(record):
+        if record.step == 5:
+            raise Stop
+    model = MLP(3, [4, 1], seed=0)
+    with pytest.raises(Stop):
+        train_adam(model, 50, stop_at_step_5)
+    assert model.to_json() == train_adam(MLP(3, [4, 1], seed=0), 6).params
+
+
+def test_compiled_training_writes_the_values_once_when_its_steps_end(monkeypatch):
+    """Not once per step: for 7,500 parameters that loop was most of a compiled step."""
+    writes = []
+    write_back = ParamArray.write_back
+    monkeypatch.setattr(ParamArray, "write_back", lambda self: (writes.append(1), write_back(self)))
+    xs, ys = seed_example()
+    model = MLP(3, [4, 1], seed=0)
+    initial = [p.data for p in model.parameters()]
+    during = []
+    train(model, xs, ys, "sse", SGD(model.parameters(), 0.1), 5,
+          callback=lambda record: during.append([p.data for p in model.parameters()]))
+    assert during == [initial] * 5 and len(writes) == 1
+    assert [p.data for p in model.parameters()] != initial
+
+
+def test_an_optimizer_over_other_parameters_is_refused():
+    xs, ys = seed_example()
+    model = MLP(3, [4, 1], seed=0)
+    with pytest.raises(ValueError, match="optimizer must be over model.parameters()"):
+        train(model, xs, ys, "sse", SGD(model.parameters()[1:], 0.1), 5)
 
 
 RUN_SCRIPT = textwrap.dedent("""
