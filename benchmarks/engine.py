@@ -37,6 +37,7 @@ from core.train import interpreted_loss_and_grads  # noqa: E402
 from tests.reference import seed_engine  # noqa: E402
 
 CURVE_RTOL = 1e-9
+BLOCKS = 10  # turns each engine takes at its timed steps
 
 # name -> (layers, points, lr, {engine: steps timed (after one untimed warm-up step)}, quick steps)
 CASES = {
@@ -127,15 +128,25 @@ ENGINES = {"seed": seed_steps, "interpreted": interpreted_steps, "compiled": com
            "pytorch": pytorch_steps}
 
 
-def timed_run(make_steps, initial, xs, ys, lr, steps):
-    """(median ms per step, loss curve) over one warm-up step and `steps` timed ones."""
-    step = make_steps(initial, xs, ys, lr)
-    curve, times = [step()], []
-    for _ in range(steps):
-        start = time.perf_counter()
-        curve.append(step())
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), curve
+def timed_runs(steps, initial, xs, ys, lr):
+    """{engine: (median ms per step, loss curve)} over one warm-up step and steps[engine] timed ones.
+    The engines take turns, BLOCKS blocks of steps each (consecutive steps within a block, as in
+    training), so a change in the load of this shared machine falls on every engine alike."""
+    run = {engine: ENGINES[engine](initial, xs, ys, lr) for engine in steps}
+    curves = {engine: [step()] for engine, step in run.items()}
+    times = {engine: [] for engine in steps}
+    for block in range(BLOCKS):
+        for engine, step in run.items():
+            for _ in range(_block_length(steps[engine], block)):
+                start = time.perf_counter()
+                curves[engine].append(step())
+                times[engine].append((time.perf_counter() - start) * 1e3)
+    return {engine: (statistics.median(times[engine]), curves[engine]) for engine in steps}
+
+
+def _block_length(steps, block):
+    """How many of `steps` steps the given block runs: BLOCKS nearly equal parts."""
+    return steps * (block + 1) // BLOCKS - steps * block // BLOCKS
 
 
 def compile_cost(initial, xs, ys):
@@ -175,13 +186,13 @@ def run_case(case, quick):
     print(f"({case}) MLP(2, {layers}) on {n_points} points: {compiled}; compiled in {compile_ms:.0f} ms, "
           f"peak {peak_mb:.1f} MB", flush=True)
     result, curves = {"case": case}, {}
-    for engine, make_steps in ENGINES.items():
-        if steps[engine] == 0:
-            result[f"{engine}_ms"] = None
-            continue
-        result[f"{engine}_ms"], curves[engine] = timed_run(make_steps, initial, xs, ys, lr, steps[engine])
-        print(f"  ({case}) {engine:12s} {result[f'{engine}_ms']:10.3f} ms/step (median of {steps[engine]})",
-              flush=True)
+    timed = timed_runs({engine: n for engine, n in steps.items() if n > 0}, initial, xs, ys, lr)
+    for engine in ENGINES:
+        result[f"{engine}_ms"], curve = timed.get(engine, (None, None))
+        if curve is not None:
+            curves[engine] = curve
+            print(f"  ({case}) {engine:12s} {result[f'{engine}_ms']:10.3f} ms/step (median of {steps[engine]})",
+                  flush=True)
     check_curves(case, curves)
     result["compiled_vs_pytorch"] = result["compiled_ms"] / result["pytorch_ms"]
     result["compile_ms"], result["compiled_peak_mb"] = compile_ms, peak_mb
