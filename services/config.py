@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     CHECKPOINT_STEPS: int = 0  # ... and/or every this many steps (0: never by steps)
 
     RATE_LIMIT_PER_MINUTE: int = 600
+    AUTH_FAILURES_PER_MINUTE: int = Field(120, ge=0, description=(
+        "refused keys (or missing ones where keys are required) per client address in any 60 s before "
+        "its attempts get 429; 0 = no limit"))
     PREDICT_CONCURRENCY: int = 4           # predictions computed at once in one API process
     PREDICT_PER_OWNER: int = 2             # of which one owner's
     PREDICT_CACHE_BYTES: int = 64_000_000  # loaded models kept by job id

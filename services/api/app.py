@@ -1,4 +1,5 @@
-"""The FastAPI application: routes, the body-size limit, error format and the dashboard."""
+"""The FastAPI application: routes, authentication before the body is read, the body-size limit, error
+format and the dashboard."""
 import logging
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from services.api.authentication import AuthenticateFirst
 from services.api.body_limit import BodySizeLimit
 from services.api.inference import InferenceSlots, ModelCache
 from services.api.rate_limit import SlidingWindowLimiter
@@ -49,12 +51,14 @@ def create_app() -> FastAPI:
     app.include_router(boundary.router)
     app.include_router(workers.router)
     app.include_router(health.router)
-    instrument(app, settings)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, allow_every_method_of_the_path)
     for unreachable in (OperationalError, InterfaceError):
         app.add_exception_handler(unreachable, database_unavailable)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+    # Outside the body-size limit (which reads the body): the key is checked before any of it is read.
+    app.add_middleware(AuthenticateFirst, settings=settings, on_database_error=database_unavailable)
+    instrument(app, settings)  # outside both, so that their 401, 413 and 429 answers are counted too
 
     add_dashboard(app)
 

@@ -73,7 +73,8 @@ def service(tmp_path_factory, browser):
     port = free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "PORT": str(port),
            "DATABASE_URL": f"sqlite:///{tmp / 'service.db'}", "BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}",
-           "AUTH_REQUIRED": "true", "API_KEY_SECRET": "browser-test-secret", "RATE_LIMIT_PER_MINUTE": "100000"}
+           "AUTH_REQUIRED": "true", "API_KEY_SECRET": "browser-test-secret", "RATE_LIMIT_PER_MINUTE": "100000",
+           "AUTH_FAILURES_PER_MINUTE": "100000"}  # the keyless pages poll and are refused all session
     process = Process("embedded", [sys.executable, "-m", "services.embedded"], env, tmp)
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", [process])
