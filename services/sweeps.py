@@ -9,7 +9,8 @@ from their loss histories), then, in the same locked transaction (services/store
    a time, as a training loop calling `trial.report` and `trial.should_prune` would; a trial the
    pruner stops has its job cancelled and is marked pruned. A trial that finished between two
    advances is replayed too, so its rung values count for the trials after it (it keeps its result);
-2. asks: new trials up to `parallelism` queued or running and `trials` in all, each a queued job.
+2. asks: new trials up to `parallelism` queued or running and `trials` in all, each a queued job, as long
+   as the owner stays within MAX_ACTIVE_JOBS_PER_OWNER (else the sweep waits for room).
 
 The samplers are seeded from the sweep's seed and the number of trials asked so far, so the
 same rows give the same new trials. Intermediate values are the step losses (negated when the
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 
 from core.sweep_spec import ChoiceParam, FloatParam, SweepSpec
 from services import queue
+from services.config import get_settings
 from services.store import sweeps as sweep_store
 from services.store.db import session_scope
 from services.store.sweeps import Decision, NewTrial
@@ -42,7 +44,7 @@ def advance(sweep_id) -> sweep_store.Advanced:
     """Advances the sweep and sends its new trials to the broker. A send that fails leaves the job
     queued in the database, where the sweeper finds it."""
     with session_scope() as session:
-        done = sweep_store.advance(session, sweep_id, decide)
+        done = sweep_store.advance(session, sweep_id, decide, max_active=get_settings().MAX_ACTIVE_JOBS_PER_OWNER)
     for job_id in done.queued:
         try:
             queue.enqueue(job_id)

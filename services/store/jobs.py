@@ -4,6 +4,7 @@ Every function takes a Session first and commits its own writes. Worker-side wri
 are guarded by the claim token that `claim_job` hands out: once another run has
 claimed the job, the old run's writes change nothing and raise `Superseded`."""
 import base64
+import hashlib
 import json
 import math
 import secrets
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.spec import JobSpec
@@ -25,14 +26,34 @@ ARTIFACT_KINDS = ("params", "graph_svg")
 STEP_LIMIT = 2**31 - 1  # the largest INTEGER; no job has that many steps
 
 
+OWNER_LOCK_SPACE = 0x6D6773  # "mgs": the key space of PostgreSQL advisory locks on an owner's job cap
+
+
 class Superseded(Exception):
     """Another run has claimed this job (or it is no longer running): this run must stop writing."""
+
+
+class TooManyActiveJobs(Exception):
+    """The owner has `active` jobs queued or running, and there is no room under `limit` for more."""
+
+    def __init__(self, active: int, limit: int):
+        super().__init__(f"{active} jobs queued or running, the limit is {limit}")
+        self.active, self.limit = active, limit
 
 
 # ---- API side ---------------------------------------------------------------------------------------------
 
 def create_job(session: Session, owner: str, spec: JobSpec, name: Optional[str] = None,
-               tags: Optional[dict] = None, notes: str = "", experiment_id=None) -> Job:
+               tags: Optional[dict] = None, notes: str = "", experiment_id=None,
+               max_active: Optional[int] = None) -> Job:
+    """Stores a queued job. With `max_active`, only while the owner has fewer active (queued or running) jobs,
+    else raises TooManyActiveJobs: the count and the insert are one transaction that holds the owner's cap
+    (lock_owner_jobs), so concurrent submissions cannot all see the same last free slot."""
+    if max_active is not None:
+        room = room_for_active_jobs(session, owner, max_active)
+        if room <= 0:
+            session.rollback()
+            raise TooManyActiveJobs(max_active - room, max_active)
     job_id = uuid.uuid4()
     job = Job(id=job_id, owner=owner, status="queued", spec=spec.model_dump(mode="json"), total_steps=spec.steps,
               name=name or default_name(spec.data.kind, job_id), tags=dict(tags or {}), notes=notes,
@@ -191,10 +212,32 @@ def cancel_job(session: Session, job_id) -> Job:
 
 
 def count_active_jobs(session: Session, owner: str) -> int:
-    count = session.scalar(select(func.count()).select_from(Job)
-                           .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES)))
+    count = _count_active(session, owner)
     session.commit()
     return count
+
+
+def room_for_active_jobs(session: Session, owner: str, max_active: int) -> int:
+    """How many more active jobs the owner may have (<= 0: none), in the caller's transaction, which from
+    here on holds the owner's cap: until it ends, no other transaction that asks can add active jobs for
+    this owner, so the jobs it inserts fit in the room it was told."""
+    lock_owner_jobs(session, owner)
+    return max_active - _count_active(session, owner)
+
+
+def lock_owner_jobs(session: Session, owner: str) -> None:
+    """Until the transaction ends, serializes the transactions that add active jobs for this owner. On
+    PostgreSQL a transaction-level advisory lock keyed by a hash of the owner (two owners on one hash only
+    wait for each other); on SQLite nothing more is needed: every transaction began IMMEDIATE
+    (services/store/db.py), so this one already holds the database's only write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(owner.encode(), digest_size=4).digest(), "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": OWNER_LOCK_SPACE, "key": key})
+
+
+def _count_active(session: Session, owner: str) -> int:
+    return session.scalar(select(func.count()).select_from(Job)
+                          .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES)))
 
 
 def count_jobs_by_status(session: Session) -> dict[str, int]:

@@ -73,7 +73,15 @@ class SweepSnapshot:
 
 # ---- API side ---------------------------------------------------------------------------------------------
 
-def create_sweep(session: Session, owner: str, sweep_spec: dict, trials: int) -> Sweep:
+def create_sweep(session: Session, owner: str, sweep_spec: dict, trials: int, max_active: Optional[int] = None,
+                 parallelism: int = 0) -> Sweep:
+    """Stores a running sweep. With `max_active`, only while the owner has room for `parallelism` more
+    active jobs, else raises jobs.TooManyActiveJobs (checked and inserted in one transaction, as a job is)."""
+    if max_active is not None:
+        room = job_store.room_for_active_jobs(session, owner, max_active)
+        if room < parallelism:
+            session.rollback()
+            raise job_store.TooManyActiveJobs(max_active - room, max_active)
     sweep = Sweep(owner=owner, status="running", sweep_spec=sweep_spec, trials=trials, trials_created=0)
     session.add(sweep)
     session.commit()
@@ -151,8 +159,11 @@ def sweep_id_of_job(session: Session, job_id) -> Optional[uuid.UUID]:
     return sweep_id
 
 
-def advance(session: Session, sweep_id, decide: Callable[[SweepSnapshot], Decision]) -> Advanced:
-    """Runs `decide` on the locked sweep and writes its decision, in one transaction."""
+def advance(session: Session, sweep_id, decide: Callable[[SweepSnapshot], Decision],
+            max_active: Optional[int] = None) -> Advanced:
+    """Runs `decide` on the locked sweep and writes its decision, in one transaction. With `max_active`, new
+    queued trials are made only while the owner's active jobs stay within it (the owner's cap is held, as a
+    submission holds it); the trials left out are asked for again at a later advance."""
     sweep = _locked(session, sweep_id)
     if sweep is None:
         session.commit()
@@ -165,8 +176,15 @@ def advance(session: Session, sweep_id, decide: Callable[[SweepSnapshot], Decisi
     for number, (system_attrs, checked_step) in decision.checked.items():
         session.execute(update(SweepTrial).where(SweepTrial.sweep_id == sweep.id, SweepTrial.number == number)
                         .values(system_attrs=system_attrs, checked_step=checked_step))
-    room = sweep.trials - sweep.trials_created
-    for new in decision.new_trials[:room]:
+    new_trials = decision.new_trials[:sweep.trials - sweep.trials_created]
+    slots = None  # free active-job slots of the owner (None: no cap, or nothing to queue)
+    if max_active is not None and any(new.spec is not None for new in new_trials):
+        slots = job_store.room_for_active_jobs(session, sweep.owner, max_active)
+    for new in new_trials:
+        if slots is not None and new.spec is not None:
+            if slots <= 0:
+                break  # this trial and the ones after it wait for room (the same rows ask for them again)
+            slots -= 1
         job = _trial_job(sweep, new)
         session.add(job)
         session.flush()

@@ -82,20 +82,27 @@ def create(session, owner, settings, submission: JobSubmission, loc):
     problems = spec_limit_errors(spec, settings)
     if problems:
         raise RequestValidationError([{**p, "loc": loc + tuple(p["loc"][1:])} for p in problems])
-    active = job_store.count_active_jobs(session, owner)
-    if active >= settings.MAX_ACTIVE_JOBS_PER_OWNER:
-        raise HTTPException(429, f"{active} jobs queued or running, the limit is "
-                                 f"{settings.MAX_ACTIVE_JOBS_PER_OWNER}; wait for some to finish",
-                            headers={"Retry-After": str(ACTIVE_JOBS_RETRY_AFTER_SECONDS)})
+    cap = settings.MAX_ACTIVE_JOBS_PER_OWNER
+    active = job_store.count_active_jobs(session, owner)  # a quick no, before an experiment is made for nothing
+    if active >= cap:
+        raise too_many_active_jobs(job_store.TooManyActiveJobs(active, cap))
     experiment = (None if submission.experiment is None
                   else experiment_store.experiment_named(session, owner, submission.experiment))
-    job = job_store.create_job(session, owner, spec, name=submission.name, tags=submission.tags,
-                               notes=submission.notes, experiment_id=experiment and experiment.id)
+    try:  # the count that decides, and the insert, in one transaction that holds the owner's cap
+        job = job_store.create_job(session, owner, spec, name=submission.name, tags=submission.tags,
+                                   notes=submission.notes, experiment_id=experiment and experiment.id, max_active=cap)
+    except job_store.TooManyActiveJobs as full:
+        raise too_many_active_jobs(full)
     try:
         queue.enqueue(job.id)
     except Exception:  # the job row is the source of truth: the sweeper sends it again
         log.warning("could not enqueue job %s now; it stays queued for the sweeper", job.id, exc_info=True)
     return job
+
+
+def too_many_active_jobs(full: job_store.TooManyActiveJobs, wanted: str = "") -> HTTPException:
+    return HTTPException(429, f"{full.active} jobs queued or running{wanted}, the limit is {full.limit}; "
+                              f"wait for some to finish", headers={"Retry-After": str(ACTIVE_JOBS_RETRY_AFTER_SECONDS)})
 
 
 @router.get("", response_model=JobList)

@@ -11,7 +11,7 @@ from core.sweep_spec import SweepSpec
 from services import sweeps as search
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.limits import spec_limit_errors
-from services.api.routes.jobs import ACTIVE_JOBS_RETRY_AFTER_SECONDS, errors, headers, metrics_of
+from services.api.routes.jobs import errors, headers, metrics_of, too_many_active_jobs
 from services.api.schemas import (SubmittedSweep, SweepCounts, SweepDetail, SweepList, SweepSummary, TrialOut)
 from services.store import jobs as job_store
 from services.store import sweeps as sweep_store
@@ -31,12 +31,11 @@ def create_sweep(sweep: SubmittedSweep, response: Response, session: SessionDep,
     problems = sweep_errors(sweep, settings)
     if problems:
         raise RequestValidationError(problems)
-    active = job_store.count_active_jobs(session, owner)
-    if active + sweep.parallelism > settings.MAX_ACTIVE_JOBS_PER_OWNER:
-        raise HTTPException(429, f"{active} jobs queued or running and this sweep runs {sweep.parallelism} at "
-                                 f"once; the limit is {settings.MAX_ACTIVE_JOBS_PER_OWNER}",
-                            headers={"Retry-After": str(ACTIVE_JOBS_RETRY_AFTER_SECONDS)})
-    row = sweep_store.create_sweep(session, owner, sweep.model_dump(mode="json"), sweep.trial_count)
+    try:  # room for its parallel trials now; each trial is made later only within the cap too
+        row = sweep_store.create_sweep(session, owner, sweep.model_dump(mode="json"), sweep.trial_count,
+                                       max_active=settings.MAX_ACTIVE_JOBS_PER_OWNER, parallelism=sweep.parallelism)
+    except job_store.TooManyActiveJobs as full:
+        raise too_many_active_jobs(full, f" and this sweep runs {sweep.parallelism} at once")
     try:
         search.advance(row.id)
     except Exception:  # the sweep row is the source of truth: the sweeper advances it
