@@ -47,6 +47,7 @@ class TrainResult:
     engine: str               # the engine that actually ran: 'compiled' or 'interpreted'
     graph_error: Optional[str] = None  # why graph_svg is None although the spec asked for it
     timings: dict = field(default_factory=dict)  # seconds per phase: data, compile, steps, final_metrics, graph
+    draw_graph: Optional[object] = None  # run_spec(draw_graph=False): draws the graph later (see run_spec)
 
 
 @dataclass
@@ -361,11 +362,14 @@ def predict(params, xs):
 
 # -- from a JobSpec -----------------------------------------------------------
 
-def run_spec(spec, callback=None, resume=None, checkpoint=None, check=None):
+def run_spec(spec, callback=None, resume=None, checkpoint=None, check=None, draw_graph=True):
     """Build data, model, loss and optimizer from a JobSpec and train; the
     same spec and seed give bitwise-identical history and parameters, also
     when resumed from a TrainState of an earlier run (see train).
-    check() (see train()) also runs between the phases and while the graph is drawn."""
+    check() (see train()) also runs between the phases and while the graph is drawn.
+    draw_graph=False leaves the graph (when the spec asks for one) to the caller:
+    result.draw_graph(check) then draws it, as this would have, and returns
+    (svg or None, why not or None) — so a service can save the results first."""
     between_phases = check or _no_check
     between_phases()
     started = time.perf_counter()
@@ -383,12 +387,33 @@ def run_spec(spec, callback=None, resume=None, checkpoint=None, check=None):
                    check=check)
     result.timings = {"data": data_seconds, **result.timings}
     if spec.record.graph_svg:
-        started = time.perf_counter()
-        result.graph_svg, result.graph_error = interruptible(
-            lambda: _graph_svg(model, spec, train_xs, train_ys), check)
-        result.timings["graph"] = time.perf_counter() - started
-        between_phases()
+        result.draw_graph = lambda check=None: interruptible(lambda: _graph_svg(model, spec, train_xs, train_ys),
+                                                             check)
+        if draw_graph:
+            started = time.perf_counter()
+            result.graph_svg, result.graph_error = result.draw_graph(check)
+            result.timings["graph"] = time.perf_counter() - started
+            between_phases()
     return result
+
+
+def graph_from_params(spec, params, check=None):
+    """(svg or None, why not or None): the graph run_spec draws for this spec,
+    drawn again from the job's final parameters (MLP.to_json()) alone — for a
+    job whose results were saved but whose graph was not (its worker died while
+    drawing). The final-metrics pass is repeated first, so the parameters hold
+    the same gradients as after training (what the per-neuron view shows): the
+    same picture, bit for bit."""
+    xs, ys = _spec_data(spec)
+    ys = encode_targets(spec.loss, ys, spec.model.layers[-1], labels_are_classes=spec.data.kind != "inline")
+    train_xs, train_ys, val_xs, val_ys = train_validation_split(xs, ys, spec.data.validation_fraction, spec.seed)
+    train_xs, train_ys = _plain_lists(train_xs), _plain_lists(train_ys)
+    model = MLP.from_json(params)
+    compiled = _compiled(model, spec.loss, spec.l2, len(train_xs[0]), check)
+    evaluate = _final_evaluation(model, spec.loss, spec.l2, compiled,
+                                 min(spec.batch_size or len(train_xs), len(train_xs)), check)
+    _final_metrics(evaluate, accuracy_rule(spec.loss, train_ys), train_xs, train_ys, (val_xs, val_ys), None, 0)
+    return interruptible(lambda: _graph_svg(model, spec, train_xs, train_ys), check)
 
 
 def _graph_svg(model, spec, xs, ys):

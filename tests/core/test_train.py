@@ -173,6 +173,33 @@ def test_a_job_that_asked_for_no_graph_has_no_graph_and_no_error():
     assert result.graph_svg is None and result.graph_error is None
 
 
+def test_a_graph_left_to_the_caller_is_the_graph_run_spec_draws(monkeypatch):
+    from core import graph
+    monkeypatch.setattr(graph, "render_svg", lambda dot: dot.source)  # the picture's source, not its layout
+    spec = JobSpec(steps=5)
+    drawn = run_spec(spec)
+    later = run_spec(spec, draw_graph=False)
+    assert later.graph_svg is None and "graph" not in later.timings
+    assert later.draw_graph() == (drawn.graph_svg, None) and "loss graph" in drawn.graph_svg
+
+
+@pytest.mark.parametrize("spec", [
+    JobSpec(steps=5),  # the whole batch's loss graph
+    JobSpec(model={"layers": [16, 16, 1]}, data={"kind": "moons", "n_samples": 60, "validation_fraction": 0.25},
+            loss="hinge", batch_size=10, l2=1e-3, steps=7),  # per-neuron view: gradients of the last chunk
+    JobSpec(model={"layers": [4, 1]}, data={"kind": "moons", "n_samples": 30}, loss="hinge",
+            engine="interpreted", steps=3)])
+def test_a_graph_drawn_again_from_the_final_parameters_is_the_same_picture(monkeypatch, spec):
+    """A worker that died while drawing leaves the results saved and the graph not: the re-run draws it
+    from the saved parameters, and must draw what the first run would have."""
+    from core import graph
+    from core.train import graph_from_params
+    monkeypatch.setattr(graph, "render_svg", lambda dot: dot.source)
+    result = run_spec(spec)
+    assert result.graph_svg and result.graph_error is None
+    assert graph_from_params(spec, result.params) == (result.graph_svg, None)
+
+
 @pytest.mark.parametrize("loss", ["mse", "sse"])
 def test_the_final_evaluation_is_never_bigger_than_a_training_step(monkeypatch, loss):
     """A job may train on mini-batches of far more samples than one graph could hold:
