@@ -162,6 +162,11 @@ class JobDetail(Closed):
     error: Optional[str]
     cancel_requested: bool
     sweep_id: Optional[uuid.UUID] = Field(None, description="the sweep this job is a trial of")
+    graph: Optional[Literal["pending", "ready", "failed"]] = Field(
+        None, description="the computation graph (GET /jobs/{id}/graph.svg): pending while the job is queued or "
+                          "running and while, having succeeded, its graph is drawn (results are saved first); "
+                          "ready; failed (graph.svg says why); null when none was asked for or the job did not "
+                          "succeed")
 
 
 class LossPointOut(Closed):

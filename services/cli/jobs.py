@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from services.cli.common import (DEFAULT_URL, confirm, FINAL_STATUSES, INTERRUPTED, JOB_FAILED, Api, Failure, JobId, Json, Key, Url, err, number,
+from services.cli.common import (API_ERROR, DEFAULT_URL, confirm, error_message, FINAL_STATUSES, INTERRUPTED, JOB_FAILED, Api, Failure, JobId, Json, Key, Url, err, number,
                                  out, print_json, read_json, table, when, write_file)
 
 Status = Enum("Status", {name: name for name in ("queued", "running", "succeeded", "failed", "cancelled")}, type=str)
@@ -304,10 +304,17 @@ def predict(job_id: JobId,
 def graph(job_id: JobId,
           output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the SVG file [default: ID.svg]",
                                                          show_default=False)] = None,
+          wait: Annotated[float, typer.Option(help="seconds to wait for a graph that is being drawn")] = 60,
           url: Url = DEFAULT_URL, key: Key = None):
-    """Write a job's computation graph (SVG) to a file."""
-    svg = Api(url, key).request("GET", f"/jobs/{job_id}/graph.svg").text
-    write_file(output or Path(f"{job_id}.svg"), svg, "the graph")
+    """Write a job's computation graph (SVG) to a file. A succeeded job's graph is drawn after its results
+    are saved: while it is being drawn, this waits for it (up to --wait seconds)."""
+    api, path = Api(url, key), f"/jobs/{job_id}/graph.svg"
+    deadline = time.monotonic() + wait
+    while (response := api.request("GET", path)).status_code == 202:  # "the graph is being drawn"
+        if time.monotonic() >= deadline:
+            raise Failure(f"{error_message(response)} (still, after {wait:g} s; try again later)", API_ERROR)
+        time.sleep(min(float(response.headers.get("Retry-After", 1)), max(0.05, deadline - time.monotonic())))
+    write_file(output or Path(f"{job_id}.svg"), response.text, "the graph")
 
 
 def cancel(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):

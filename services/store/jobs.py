@@ -197,12 +197,13 @@ def get_artifact(session: Session, job_id, kind: str) -> Optional[str]:
 
 
 def cancel_job(session: Session, job_id) -> Job:
-    """Queued: cancelled at once (it never starts). Running: asks the worker to stop. Final: unchanged."""
+    """Queued: cancelled at once (it never starts). Running, or succeeded with its graph still being drawn:
+    asks the worker to stop (a graph stopped that way is 'failed', saying so). Otherwise final: unchanged."""
     job_id = _as_uuid(job_id)
     now = utcnow()
     session.execute(_update_jobs().where(Job.id == job_id, Job.status == "queued")
                     .values(status="cancelled", finished_at=now, cancel_requested=True))
-    session.execute(_update_jobs().where(Job.id == job_id, Job.status == "running")
+    session.execute(_update_jobs().where(Job.id == job_id, or_(Job.status == "running", Job.graph_status == "pending"))
                     .values(cancel_requested=True))
     session.commit()
     job = get_job(session, job_id)
@@ -289,8 +290,11 @@ def claim_and_load(session: Session, job_id, stale_after: float, max_attempts: i
 
 
 def heartbeat(session: Session, job_id, token: str) -> bool:
-    """Refreshes the heartbeat; False when this run no longer owns the job."""
-    result = session.execute(_owned(job_id, token).values(heartbeat_at=utcnow()))
+    """Refreshes the heartbeat (of a run training, or drawing a succeeded job's graph); False when this run
+    no longer owns the job."""
+    result = session.execute(_update_jobs().where(Job.id == _as_uuid(job_id), Job.claim_token == token,
+                                                  or_(Job.status == "running", Job.graph_status == "pending"))
+                             .values(heartbeat_at=utcnow()))
     session.commit()
     return result.rowcount == 1
 
@@ -311,12 +315,20 @@ def record_progress(session: Session, job_id, token: str, points: Iterable[Point
 
 def finish_job(session: Session, job_id, token: str, status: str, points: Iterable[Point], steps_done: int,
                metrics: dict, params_json: Optional[str], graph_svg: Optional[str], *,
-               graph_error: Optional[str] = None, phase_seconds: Optional[dict] = None) -> None:
+               graph_error: Optional[str] = None, phase_seconds: Optional[dict] = None,
+               graph_pending: bool = False) -> None:
     """Final results and the status change (succeeded or cancelled), in one transaction; graph_error
     says why a job whose spec asked for a graph has none (the renderer's message). `phase_seconds` gets
-    its `save` phase extended by this write up to its commit (the commit itself is not counted)."""
+    its `save` phase extended by this write up to its commit (the commit itself is not counted).
+    graph_pending: the job succeeds now and this run draws its graph next (`store_graph`): it keeps the
+    claim and the heartbeat until then, so that a run that dies while drawing is noticed and redone."""
     if status not in ("succeeded", "cancelled"):
         raise ValueError(f"finish_job ends a job as succeeded or cancelled, not {status!r}")
+    graph = {}
+    if status == "succeeded" and graph_pending:
+        graph = {"graph_status": "pending", "graph_attempts": 1, "heartbeat_at": utcnow()}
+    elif status == "succeeded" and (graph_svg is not None or graph_error is not None):
+        graph = {"graph_status": "ready" if graph_svg is not None else "failed"}
     started = time.perf_counter()
     _insert_points(session, job_id, points)
     artifacts = [{"job_id": _as_uuid(job_id), "kind": kind, "content": content}
@@ -329,8 +341,63 @@ def finish_job(session: Session, job_id, token: str, status: str, points: Iterab
     # The job row last, in one statement: if this run no longer owns the job, the rollback takes back the
     # rows above too (only the owner's writes ever commit; see history.py).
     _end(session, job_id, token, status=status, progress_step=steps_done, latest_loss=final_loss,
-         final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error, phase_seconds=phase_seconds)
+         final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error, phase_seconds=phase_seconds,
+         **graph)
     session.commit()
+
+
+@dataclass(frozen=True)
+class GraphClaim:
+    token: str
+    spec: dict
+    params_json: Optional[str]
+    phase_seconds: Optional[dict]
+
+
+def claim_graph(session: Session, job_id, stale_after: float, max_attempts: int) -> Optional[GraphClaim]:
+    """Takes a succeeded job's pending graph whose drawer stopped beating (it died while drawing), with what
+    drawing it again needs; None when there is none to take (drawn, being drawn, or out of attempts)."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    row = session.execute(
+        _update_jobs().where(Job.id == _as_uuid(job_id), Job.status == "succeeded", Job.graph_status == "pending",
+                             Job.cancel_requested.is_(False), Job.graph_attempts < max_attempts,
+                             Job.heartbeat_at < now - timedelta(seconds=stale_after))
+        .values(claim_token=token, heartbeat_at=now, graph_attempts=Job.graph_attempts + 1)
+        .returning(Job.spec, Job.phase_seconds)).first()
+    if row is None:
+        session.commit()
+        return None
+    params_json = session.scalar(select(Artifact.content).where(Artifact.job_id == _as_uuid(job_id),
+                                                                Artifact.kind == "params"))
+    session.commit()
+    return GraphClaim(token, row.spec, params_json, row.phase_seconds)
+
+
+def graph_wanted(session: Session, job_id, token: str) -> Optional[bool]:
+    """While drawing: None when this run no longer owns the job's pending graph (the job was deleted, or
+    another run took the graph), False when a cancel was asked, True otherwise."""
+    cancel_requested = session.scalar(select(Job.cancel_requested).where(
+        Job.id == _as_uuid(job_id), Job.claim_token == token, Job.graph_status == "pending"))
+    session.commit()
+    return None if cancel_requested is None else not cancel_requested
+
+
+def store_graph(session: Session, job_id, token: str, svg: Optional[str], error: Optional[str],
+                phase_seconds: Optional[dict] = None) -> bool:
+    """A succeeded job's graph, drawn after its results: the SVG (ready) or why there is none (failed), and
+    the job's phase_seconds with the graph phase. False, writing nothing, when this run no longer owns it."""
+    values = {"graph_status": "ready" if svg is not None else "failed", "graph_error": error,
+              "claim_token": None, "heartbeat_at": None}
+    if phase_seconds is not None:
+        values["phase_seconds"] = phase_seconds
+    owned = session.execute(
+        _update_jobs().where(Job.id == _as_uuid(job_id), Job.claim_token == token, Job.status == "succeeded",
+                             Job.graph_status == "pending").values(**values)).rowcount == 1
+    if owned and svg is not None:
+        session.execute(insert(Artifact), [{"job_id": _as_uuid(job_id), "kind": "graph_svg", "content": svg}])
+    session.commit()
+    return owned
 
 
 def fail_job(session: Session, job_id, token: str, reason: str, points: Iterable[Point] = (),
@@ -351,10 +418,14 @@ def take_jobs_to_redeliver(session: Session, stale_after: float, redeliver_after
     a free worker). Each is marked as sent, atomically, so that of several sweepers only one sends it."""
     now = utcnow()
     stale = now - timedelta(seconds=stale_after)
+    not_sent_lately = or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale)
     waiting = or_(and_(Job.status == "queued", func.coalesce(Job.enqueued_at, Job.created_at)
                        < now - timedelta(seconds=redeliver_after)),
                   and_(Job.status == "running", Job.heartbeat_at < stale, Job.attempts < max_attempts,
-                       or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale)))
+                       not_sent_lately),
+                  # a succeeded job whose graph's drawer died: the task's run draws it (see claim_graph)
+                  and_(Job.status == "succeeded", Job.graph_status == "pending", Job.heartbeat_at < stale,
+                       Job.graph_attempts < max_attempts, Job.cancel_requested.is_(False), not_sent_lately))
     taken = list(session.scalars(_update_jobs().where(waiting).values(enqueued_at=now).returning(Job.id)))
     session.commit()
     return taken
@@ -378,6 +449,24 @@ def cancel_abandoned_jobs(session: Session, stale_after: float) -> list[uuid.UUI
     _forget_checkpoints(session, cancelled)
     session.commit()
     return cancelled
+
+
+def end_abandoned_graphs(session: Session, stale_after: float, max_attempts: int) -> list[uuid.UUID]:
+    """Succeeded jobs' pending graphs whose drawer died and that are not to be drawn again (asked to cancel,
+    or out of attempts): failed, saying why."""
+    stale = and_(Job.status == "succeeded", Job.graph_status == "pending",
+                 Job.heartbeat_at < utcnow() - timedelta(seconds=stale_after))
+    ended = []
+    for condition, reason in ((Job.cancel_requested.is_(True), CANCELLED_WHILE_DRAWING),
+                              (Job.graph_attempts >= max_attempts,
+                               f"the worker stopped while drawing it {max_attempts} times (attempt limit reached)")):
+        ended += session.scalars(_update_jobs().where(stale, condition).values(
+            graph_status="failed", graph_error=reason, claim_token=None, heartbeat_at=None).returning(Job.id))
+    session.commit()
+    return ended
+
+
+CANCELLED_WHILE_DRAWING = "cancelled while it was being drawn"
 
 
 def fail_exhausted_jobs(session: Session, stale_after: float, max_attempts: int) -> list[uuid.UUID]:
@@ -406,7 +495,7 @@ def _owned(job_id, token: str):
 
 
 def _end(session: Session, job_id, token: str, **values) -> None:
-    result = session.execute(_owned(job_id, token).values(finished_at=utcnow(), heartbeat_at=None, **values))
+    result = session.execute(_owned(job_id, token).values(**{"finished_at": utcnow(), "heartbeat_at": None, **values}))
     if result.rowcount != 1:
         session.rollback()
         raise Superseded(f"job {job_id} is no longer owned by this run")

@@ -78,6 +78,11 @@ class Job(Base):
     metrics: Mapped[Optional[dict[str, Any]]]
     error: Mapped[Optional[str]] = mapped_column(Text)
     graph_error: Mapped[Optional[str]] = mapped_column(Text)  # why a job that asked for a graph has none
+    # A succeeded job's graph is drawn after its results are saved: 'pending' (being drawn), 'ready', 'failed'
+    # (graph_error says why); NULL when none was asked for or the job did not succeed. graph_attempts: runs
+    # that started drawing it (the sweeper sends a pending one whose drawer died again, up to MAX_ATTEMPTS).
+    graph_status: Mapped[Optional[str]] = mapped_column(String(16))
+    graph_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     sweep_id: Mapped[Optional[uuid.UUID]] = mapped_column(ForeignKey("sweeps.id", name="fk_jobs_sweep_id", ondelete="SET NULL"))
     # Seconds per phase of the run that ended the job: queue_wait, claim, data, compile, steps,
     # final_metrics, graph, save (see services/worker/tasks.py).

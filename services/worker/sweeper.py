@@ -3,6 +3,8 @@
 It sends again the jobs that are queued but were not delivered (the message was lost, or never
 sent), and the running jobs whose heartbeat went stale (their worker died); of these, one asked
 to cancel is cancelled instead, and one that used up its attempts is failed, so crash loops end.
+Likewise a succeeded job whose graph's drawer died: sent again (the run draws the graph), or its
+graph failed when it was asked to cancel or used up its attempts.
 It also advances every running sweep, so a sweep goes on when the worker that ran a trial died.
 Every worker runs one; several at once are harmless, since each redelivery is taken atomically
 and a duplicate delivery is refused by the claim."""
@@ -27,6 +29,8 @@ def sweep() -> list:
             log.info("job %s cancelled: its worker died after the cancel was asked", job_id)
         for job_id in jobs.fail_exhausted_jobs(session, settings.STALE_AFTER_SECONDS, settings.MAX_ATTEMPTS):
             log.warning("job %s failed: its worker crashed on every attempt", job_id)
+        for job_id in jobs.end_abandoned_graphs(session, settings.STALE_AFTER_SECONDS, settings.MAX_ATTEMPTS):
+            log.warning("job %s: its graph will not be drawn (cancelled, or its drawer died every time)", job_id)
         resend = jobs.take_jobs_to_redeliver(session, settings.STALE_AFTER_SECONDS,
                                              settings.REDELIVER_QUEUED_AFTER_SECONDS, settings.MAX_ATTEMPTS)
     for i, job_id in enumerate(resend):

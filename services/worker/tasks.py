@@ -1,7 +1,12 @@
-"""The task: claim the job, train it with core, save what it produced.
+"""The task: claim the job, train it with core, save what it produced, then draw its graph.
 
 Every outcome ends the job row in a final state (succeeded, cancelled, failed with a reason),
-except a run that lost its claim: it exits without writing, the run that owns the job decides."""
+except a run that lost its claim: it exits without writing, the run that owns the job decides.
+A succeeded job's results are saved first (status, history, parameters, metrics); its graph,
+when the spec asks for one, is drawn afterwards by the same run, which keeps its claim and its
+heartbeat meanwhile (graph_status 'pending'). A run that dies while drawing is noticed like any
+other (stale heartbeat): the sweeper sends the task again, and that run draws the graph from the
+saved parameters (claim_graph); it ends 'ready', or 'failed' with the reason."""
 import json
 import logging
 import time
@@ -9,7 +14,7 @@ import time
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.spec import JobSpec
-from core.train import TrainingDiverged, run_spec
+from core.train import TrainingDiverged, graph_from_params, run_spec
 from services import sweeps
 from services.config import get_settings
 from services.store import checkpoints, jobs
@@ -18,7 +23,7 @@ from services.worker import metrics
 from services.worker.celery_app import app
 from services.worker.checkpointing import Checkpointer
 from services.worker.heartbeat import Heartbeat
-from services.worker.progress import Cancelled, Progress, TimeLimitExceeded
+from services.worker.progress import FLUSH_SECONDS, Cancelled, Progress, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +44,43 @@ def run_job(job_id: str) -> str:
     claim = _with_retries(lambda session: jobs.claim_and_load(session, job_id, settings.STALE_AFTER_SECONDS,
                                                               settings.MAX_ATTEMPTS))
     if claim is None:
-        log.info("job %s is not claimable (taken, final or cancelled); nothing to do", job_id)
-        return "not claimed"
+        return _draw_left_graph(job_id, settings)
     token, sweep_id = claim.token, claim.sweep_id
     phases = {"queue_wait": claim.queue_wait, "claim": time.perf_counter() - started}
     try:
         with Heartbeat(job_id, token, settings.HEARTBEAT_SECONDS):
-            status = _train_and_save(job_id, token, settings, claim, phases)
+            status, graph = _train_and_save(job_id, token, settings, claim, phases)
     except jobs.Superseded:
         log.warning("job %s was claimed by another run; this run stops without writing", job_id)
         return "superseded"
     if sweep_id is not None:  # a trial ended: its sweep asks for the next (if this fails, the sweeper will)
         sweeps.advance_for_trial(sweep_id, job_id)
+    if graph is not None:
+        draw, deadline, phases = graph
+        with Heartbeat(job_id, token, settings.HEARTBEAT_SECONDS):
+            _draw_and_store_graph(job_id, token, draw, deadline, phases)
     return status
 
 
-def _train_and_save(job_id, token: str, settings, claim, phases: dict) -> str:
+def _draw_left_graph(job_id, settings) -> str:
+    """A task for a job that cannot be claimed: a succeeded one whose graph's drawer died (the sweeper sent
+    it again) has its graph drawn from the saved parameters; anything else is not this run's to do."""
+    claim = _with_retries(lambda session: jobs.claim_graph(session, job_id, settings.STALE_AFTER_SECONDS,
+                                                           settings.MAX_ATTEMPTS))
+    if claim is None:
+        log.info("job %s is not claimable (taken, final or cancelled); nothing to do", job_id)
+        return "not claimed"
+    log.info("job %s: drawing the graph its earlier run left undrawn", job_id)
+    spec = JobSpec.model_validate(claim.spec)
+    with Heartbeat(job_id, claim.token, settings.HEARTBEAT_SECONDS):
+        _draw_and_store_graph(job_id, claim.token, lambda check: graph_from_params(spec, json.loads(claim.params_json),
+                                                                                 check),
+                              time.monotonic() + _time_limit(spec, settings), claim.phase_seconds)
+    return "graph drawn"
+
+
+def _train_and_save(job_id, token: str, settings, claim, phases: dict):
+    """(final status, None or (draw(check), deadline, phases) when the graph is this run's to draw next)."""
     progress = None
     sweep_id = claim.sweep_id
     pruned = None if sweep_id is None else (lambda: sweeps.advance_for_trial(sweep_id, job_id))
@@ -69,31 +95,78 @@ def _train_and_save(job_id, token: str, settings, claim, phases: dict) -> str:
             progress.steps_done = resume.step
         checkpoint = Checkpointer(job_id, token, progress, settings.CHECKPOINT_STEPS, settings.CHECKPOINT_SECONDS,
                                   start_step=progress.steps_done)
-        result = run_spec(spec, callback=progress, resume=resume, checkpoint=checkpoint, check=progress.check)
+        result = run_spec(spec, callback=progress, resume=resume, checkpoint=checkpoint, check=progress.check,
+                          draw_graph=False)
         progress.check()  # saving starts within the time limit, and not after a cancel
     except Cancelled:
-        return _cancel(job_id, token, progress)
+        return _cancel(job_id, token, progress), None
     except TrainingDiverged as e:
-        return _fail(job_id, token, str(e), progress)
+        return _fail(job_id, token, str(e), progress), None
     except TimeLimitExceeded as e:
-        return _fail(job_id, token, str(e), progress)
+        return _fail(job_id, token, str(e), progress), None
     except jobs.Superseded:
         raise
     except Exception as e:  # a job must never hang in 'running': whatever went wrong becomes its reason
         log.exception("job %s failed", job_id)
-        return _fail(job_id, token, f"{type(e).__name__}: {e}", progress)
+        return _fail(job_id, token, f"{type(e).__name__}: {e}", progress), None
     started = time.perf_counter()
     status = "cancelled" if result.stopped_early and progress.cancel_requested else "succeeded"
     points = progress.take_pending()  # once: every retry of the final write must carry them
     # Parameters and graph are a succeeded job's results; a cancelled one keeps only its history.
-    params, svg = (json.dumps(result.params), result.graph_svg) if status == "succeeded" else (None, None)
-    graph_error = result.graph_error if status == "succeeded" else None
+    params = json.dumps(result.params) if status == "succeeded" else None
+    graph_pending = status == "succeeded" and result.draw_graph is not None
     phases = {**phases, **result.timings, "save": time.perf_counter() - started}
     _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
-                                                  result.metrics, params, svg, graph_error=graph_error,
-                                                  phase_seconds=phases))
+                                                  result.metrics, params, None, phase_seconds=phases,
+                                                  graph_pending=graph_pending))
     metrics.observe(status, progress.steps_done, phases)
-    return status
+    return status, (result.draw_graph, progress.deadline, phases) if graph_pending else None
+
+
+class _GraphCheck:
+    """check() while a succeeded job's graph is drawn: the job's time limit, and every FLUSH_SECONDS a look
+    at the row (a cancel asked, the job deleted, or its graph taken by another run all stop the drawing)."""
+    def __init__(self, job_id, token: str, deadline: float):
+        self.job_id, self.token, self.deadline = job_id, token, deadline
+        self._next_look = time.monotonic() + FLUSH_SECONDS
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now > self.deadline:
+            raise TimeLimitExceeded("time limit exceeded while drawing the graph")
+        if now >= self._next_look:
+            self._next_look = now + FLUSH_SECONDS
+            try:
+                with session_scope() as session:
+                    wanted = jobs.graph_wanted(session, self.job_id, self.token)
+            except (OperationalError, InterfaceError):
+                return  # the database is down: drawing goes on, storing the graph retries
+            if wanted is None:
+                raise jobs.Superseded(f"job {self.job_id}'s graph is no longer this run's to draw")
+            if not wanted:
+                raise Cancelled(jobs.CANCELLED_WHILE_DRAWING)
+
+
+def _draw_and_store_graph(job_id, token: str, draw, deadline: float, phases) -> None:
+    """Draws the graph of a job whose results are saved, and stores it (or why there is none), with its
+    `graph` phase. Drawing stops at the job's time limit, on a cancel, or when the job is deleted."""
+    started = time.perf_counter()
+    try:
+        svg, error = draw(_GraphCheck(job_id, token, deadline))
+    except jobs.Superseded:
+        log.info("job %s: its graph is no longer this run's to draw (deleted, or taken over)", job_id)
+        return
+    except (TimeLimitExceeded, Cancelled) as e:
+        svg, error = None, str(e)
+    except Exception as e:  # whatever it was, the job keeps its results and its graph says why it has none
+        log.exception("job %s: drawing its graph failed", job_id)
+        svg, error = None, f"{type(e).__name__}: {e}"[:MAX_REASON_CHARS]
+    seconds = time.perf_counter() - started
+    phases = None if phases is None else {**phases, "graph": seconds}
+    if not _with_retries(lambda session: jobs.store_graph(session, job_id, token, svg, error, phases)):
+        log.info("job %s: its graph was not stored (deleted, or taken over)", job_id)
+        return
+    metrics.PHASE_SECONDS.labels("graph").observe(seconds)
 
 
 def _cancel(job_id, token: str, progress) -> str:

@@ -11,6 +11,7 @@ import pytest
 from core.spec import JobSpec
 from core.train import run_spec
 from tests.compose.stack import REPO, history, step, wait_final
+from tests.integration.processes import graph_when_drawn
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -34,7 +35,7 @@ def assert_complete(client, job_id, job):
     assert job["status"] == "succeeded", job
     steps = [point[0] for point in history(client, job_id)]
     assert steps == list(range(job["progress"]["total"])), (job_id, steps[:5], len(steps))
-    svg = client.get(f"/jobs/{job_id}/graph.svg")
+    svg = graph_when_drawn(client, job_id)  # drawn after the results are saved
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml"), svg.text[:200]
     assert "<svg" in svg.text
     assert client.get(f"/jobs/{job_id}/params").status_code == 200

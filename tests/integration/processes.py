@@ -119,6 +119,17 @@ def wait_until_ready(base_url: str, processes: list[Process], timeout: float = 6
     raise AssertionError(f"{base_url} not ready after {timeout} s:\n" + "\n".join(p.log() for p in processes))
 
 
+def graph_when_drawn(client: httpx.Client, job_id: str, timeout: float = 60) -> httpx.Response:
+    """GET /jobs/{id}/graph.svg once the graph is drawn: a succeeded job's graph is drawn after its results are
+    saved, and meanwhile the answer is 202 with Retry-After. Any other answer is returned as it is."""
+    deadline = time.monotonic() + timeout
+    while (response := client.get(f"/jobs/{job_id}/graph.svg")).status_code == 202:
+        assert "the graph is being drawn" in response.json()["detail"], response.text
+        assert time.monotonic() < deadline, f"the graph of job {job_id} is still being drawn after {timeout} s"
+        time.sleep(0.05)  # (Retry-After says 1 s; a test asks sooner)
+    return response
+
+
 def wait_for_final(client: httpx.Client, job_ids: list[str], timeout: float) -> dict:
     """Polls until every job is succeeded, failed or cancelled; returns id -> job."""
     final, deadline = {}, time.monotonic() + timeout

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from core.spec import JobSpec
-from tests.integration.processes import REPO, Process, free_port, wait_for_final, wait_until_ready
+from tests.integration.processes import REPO, Process, free_port, graph_when_drawn, wait_for_final, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -58,7 +58,7 @@ def test_the_readme_example_finishes_within_seconds(embedded):
         assert job["status"] == "succeeded" and time.monotonic() - started < 15
         loss = client.get(f"/jobs/{job_id}/loss", params={"max_points": 1000}).json()
         assert [p["step"] for p in loss["points"]] == list(range(100))
-        svg = client.get(f"/jobs/{job_id}/graph.svg")
+        svg = graph_when_drawn(client, job_id)  # drawn after the results are saved
         assert svg.status_code == 200 and "<svg" in svg.text
         assert len(client.get("/workers").json()) == 1  # the worker process beats into the workers table
         assert "mgs_workers_live 1.0" in client.get("/metrics").text

@@ -199,6 +199,51 @@ def test_params_and_graph_of_an_unfinished_job_are_404_with_a_reason(client):
     assert "not finished" in client.get(f"/jobs/{job_id}/graph.svg").json()["detail"]
 
 
+def test_a_graph_being_drawn_is_202_saying_so_with_retry_after_then_the_svg(client):
+    """A succeeded job's graph is drawn after its results are saved: meanwhile graph.svg says so."""
+    job_id = submit(client)
+    assert client.get(f"/jobs/{job_id}").json()["graph"] == "pending"  # queued: to be drawn when it succeeds
+    with db.session_scope() as session:
+        token = run_job(session, job_id, (0.5,))
+        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}", None,
+                             graph_pending=True)
+    job = client.get(f"/jobs/{job_id}").json()
+    assert (job["status"], job["graph"]) == ("succeeded", "pending")
+    response = client.get(f"/jobs/{job_id}/graph.svg")
+    assert response.status_code == 202 and response.headers["retry-after"] == "1"
+    assert response.json()["detail"] == f"job {job_id} has no graph yet: the graph is being drawn"
+    with db.session_scope() as session:
+        assert job_store.store_graph(session, job_id, token, "<svg/>", None)
+    assert client.get(f"/jobs/{job_id}/graph.svg").text == "<svg/>"
+    assert client.get(f"/jobs/{job_id}").json()["graph"] == "ready"
+
+
+def test_the_graph_state_of_jobs_that_will_have_none_is_null(client):
+    unasked = submit(client, {"record": {"graph_svg": False}})
+    finish_job(unasked, svg=None)
+    failed = submit(client)
+    with db.session_scope() as session:
+        job_store.fail_job(session, failed, run_job(session, failed, (0.5,)), "diverged at step 1")
+    broken = submit(client)
+    finish_job(broken, svg=None, graph_error="Graphviz stopped")
+    assert [client.get(f"/jobs/{j}").json()["graph"] for j in (unasked, failed, broken)] == [None, None, "failed"]
+
+
+def test_a_graph_cancelled_while_being_drawn_is_404_saying_so(client):
+    job_id = submit(client)
+    with db.session_scope() as session:
+        token = run_job(session, job_id, (0.5,))
+        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}", None,
+                             graph_pending=True)
+    assert client.post(f"/jobs/{job_id}/cancel").json()["status"] == "succeeded"
+    with db.session_scope() as session:
+        assert job_store.graph_wanted(session, job_id, token) is False
+        job_store.store_graph(session, job_id, token, None, job_store.CANCELLED_WHILE_DRAWING)
+    response = client.get(f"/jobs/{job_id}/graph.svg")
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"job {job_id} has no graph: it was cancelled while the graph was being drawn"
+
+
 def test_graph_not_recorded_is_404_saying_so(client):
     job_id = submit(client, {"record": {"graph_svg": False}})
     finish_job(job_id, svg=None)

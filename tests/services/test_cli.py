@@ -86,6 +86,35 @@ def test_keys_create_list_revoke(service_env, capsys):
     assert refused.err == f"mgs: no active key with id {listed['id']}\n"
 
 
+def finish_with_the_graph_still_being_drawn(job_id):
+    """Play a worker that has saved the results and is drawing the graph; returns its claim token."""
+    with db.session_scope() as session:
+        token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}", None,
+                             graph_pending=True)
+    return token
+
+
+@sqlite_only
+def test_graph_waits_for_a_graph_that_is_being_drawn(server, key, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    tokens = {}
+    monkeypatch.setattr(queue, "enqueue",
+                        lambda job_id: tokens.update({str(job_id): finish_with_the_graph_still_being_drawn(job_id)}))
+    job_id = mgs(capsys, "submit", spec_file(tmp_path)).out.strip()
+    impatient = mgs(capsys, "graph", job_id, "-o", tmp_path / "g.svg", "--wait", "0", code=API_ERROR)
+    assert "the graph is being drawn" in impatient.err and not (tmp_path / "g.svg").exists()
+
+    def drawn_later():
+        time.sleep(0.5)
+        with db.session_scope() as session:
+            job_store.store_graph(session, job_id, tokens[job_id], "<svg>drawn</svg>", None)
+    threading.Thread(target=drawn_later).start()
+    mgs(capsys, "graph", job_id, "-o", tmp_path / "g.svg")
+    assert (tmp_path / "g.svg").read_text() == "<svg>drawn</svg>"
+
+
 @sqlite_only
 def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)

@@ -85,6 +85,8 @@ def test_an_upgrade_keeps_every_job_point_and_artifact(empty_database_url):
                                for p in points if p["job_id"] == old["id"]]
         assert job_store.get_artifact(session, done, "params") == params
         assert job_store.get_artifact(session, done, "graph_svg") == "<svg/>"
+        # graphs are drawn after the results now: an old succeeded job's graph is ready, the others have none
+        assert [job_store.get_job(session, job["id"]).graph_status for job in jobs] == ["ready", None, None]
         assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == len(jobs)
         if session.get_bind().dialect.name == "sqlite":  # (the migration turned them off for its table copies)
             assert session.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
@@ -98,3 +100,27 @@ def test_an_upgrade_keeps_every_job_point_and_artifact(empty_database_url):
             (job["id"], job["status"]) for job in jobs)
         assert len(connection.execute(sa.select(points_v1.c.step)).all()) == len(points)
         assert len(connection.execute(sa.select(artifacts_v1.c.kind)).all()) == len(artifacts)
+
+
+def test_an_old_graph_that_failed_is_failed_and_a_pending_one_says_why_it_is_missing_after_a_downgrade(
+        empty_database_url):
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "workers")  # the revision before graph_status
+    failed = uuid.uuid4()
+    jobs = sa.table("jobs", sa.column("id", sa.Uuid()), sa.column("spec", sa.JSON()), sa.column("tags", sa.JSON()),
+                    sa.column("created_at", sa.DateTime()), sa.column("cancel_requested", sa.Boolean()),
+                    *(sa.column(name) for name in ("owner", "name", "status", "attempts", "total_steps",
+                                                   "graph_error", "notes")))
+    with db.get_engine(empty_database_url).begin() as connection:
+        connection.execute(jobs.insert(), [
+            {"id": failed, "owner": "alice", "name": "a", "status": "succeeded", "spec": {}, "tags": {},
+             "notes": "", "created_at": datetime(2026, 11, 1), "attempts": 1, "cancel_requested": False,
+             "total_steps": 3, "graph_error": "Graphviz stopped"}])
+    command.upgrade(config, "head")
+    with db.get_engine(empty_database_url).begin() as connection:
+        assert connection.execute(sa.text("SELECT graph_status FROM jobs")).scalar() == "failed"
+        connection.execute(sa.text("UPDATE jobs SET graph_status = 'pending', graph_error = NULL"))
+    command.downgrade(config, "workers")  # before graph_status a graph was drawn before success: none is coming
+    with db.get_engine(empty_database_url).connect() as connection:
+        assert connection.execute(sa.text("SELECT graph_error FROM jobs")).scalar() == (
+            "the graph was still to be drawn when the database was downgraded")

@@ -80,6 +80,136 @@ def test_a_graph_that_cannot_be_drawn_leaves_a_succeeded_job_with_the_reason(wor
     assert load(job_id).graph_error == "Graphviz (WebAssembly) stopped: out of bounds memory access"
 
 
+def test_the_results_are_saved_before_the_graph_is_drawn(worker, monkeypatch):
+    """A succeeded job's results do not wait for its picture: while the graph is drawn, the job is already
+    succeeded with its parameters, and its graph pending; then the graph is stored, with its phase."""
+    from core import graph
+    real_render, seen = graph.render_svg, []
+
+    def render(dot, renderer="auto"):
+        job = load(job_id)
+        seen.append((job.status, job.graph_status, artifact(job_id, "params") is not None,
+                     artifact(job_id, "graph_svg"), set(job.phase_seconds)))
+        return real_render(dot, renderer)
+    monkeypatch.setattr(graph, "render_svg", render)
+    job_id = submit(steps=5)
+    assert worker.run_job(str(job_id)) == "succeeded"
+    assert seen == [("succeeded", "pending", True, None,
+                     {"queue_wait", "claim", "data", "compile", "steps", "final_metrics", "save"})]
+    job = load(job_id)
+    assert (job.graph_status, job.graph_error, job.claim_token, job.heartbeat_at) == ("ready", None, None, None)
+    assert artifact(job_id, "graph_svg").lstrip().startswith(("<?xml", "<svg")) and job.phase_seconds["graph"] > 0
+
+
+def draw_blocking(monkeypatch, until):
+    """Drawing the graph waits until until() is true (then draws "<svg/>"); returns the event set when drawing began."""
+    from core import graph
+    began = threading.Event()
+
+    def render(dot, renderer="auto"):
+        began.set()
+        while not until():
+            time.sleep(0.02)
+        return "<svg/>"
+    monkeypatch.setattr(graph, "render_svg", render)
+    return began
+
+
+def while_the_graph_is_drawn(worker, monkeypatch, action):
+    """Runs a job whose graph takes until released, calls action(session, job_id) while it is drawn, and
+    returns the job's id once the run has ended (still unreleased: the drawer must have stopped by itself)."""
+    released = threading.Event()
+    began = draw_blocking(monkeypatch, released.is_set)
+    job_id = submit(steps=3)
+    thread = threading.Thread(target=worker.run_job, args=(str(job_id),))
+    thread.start()
+    assert began.wait(30)
+    with session_scope() as session:
+        action(session, job_id)
+    thread.join(timeout=10)  # the drawer looks at the row every 0.5 s
+    released.set()
+    assert not thread.is_alive()
+    return job_id
+
+
+def test_a_cancel_while_the_graph_is_drawn_stops_the_drawing_and_says_so(worker, monkeypatch):
+    job_id = while_the_graph_is_drawn(worker, monkeypatch, jobs.cancel_job)
+    job = load(job_id)
+    assert (job.status, job.graph_status, job.graph_error) == ("succeeded", "failed", jobs.CANCELLED_WHILE_DRAWING)
+    assert artifact(job_id, "graph_svg") is None and artifact(job_id, "params") is not None
+
+
+def test_a_job_deleted_while_its_graph_is_drawn_stays_deleted(worker, monkeypatch):
+    job_id = while_the_graph_is_drawn(worker, monkeypatch, jobs.delete_job)
+    assert load(job_id) is None and artifact(job_id, "graph_svg") is None
+
+
+def test_the_time_limit_holds_while_the_graph_is_drawn(worker, monkeypatch):
+    released = threading.Event()
+    draw_blocking(monkeypatch, released.is_set)
+    job_id = submit(steps=3, time_limit_seconds=3)
+    assert worker.run_job(str(job_id)) == "succeeded"
+    released.set()
+    job = load(job_id)
+    assert (job.graph_status, job.graph_error) == ("failed", "time limit exceeded while drawing the graph")
+    assert job.finished_at is not None and artifact(job_id, "params") is not None
+
+
+class WorkerDied(BaseException):
+    """What a killed worker process does to its task: nothing after this point runs."""
+
+
+def die_while_drawing(worker, monkeypatch, job_id):
+    """Runs the job (or its left graph) with a drawer that dies: the run ends mid-drawing."""
+    from core import graph
+
+    def die(dot, renderer="auto"):
+        raise WorkerDied()
+    monkeypatch.setattr(graph, "render_svg", die)
+    with pytest.raises(WorkerDied):
+        worker.run_job(str(job_id))
+
+
+def dot_source(monkeypatch):
+    """Graphs are 'drawn' as their DOT source (exact, and quick)."""
+    from core import graph
+    monkeypatch.setattr(graph, "render_svg", lambda dot, renderer="auto": dot.source)
+
+
+def test_a_graph_whose_drawer_died_is_drawn_again_by_the_next_run(worker, service_env, monkeypatch):
+    from core.train import run_spec
+    from services.worker.sweeper import sweep
+    with monkeypatch.context() as patch:
+        dot_source(patch)
+        drawn = run_spec(JobSpec(steps=5)).graph_svg  # what an uninterrupted run draws
+    job_id = submit(steps=5)
+    die_while_drawing(worker, monkeypatch, job_id)
+    job = load(job_id)
+    assert (job.status, job.graph_status, job.graph_attempts) == ("succeeded", "pending", 1)
+    assert sweep() == [] and worker.sent == []  # its heartbeat is fresh: another run may still be drawing
+    service_env(STALE_AFTER_SECONDS=0)
+    assert sweep() == [job_id] and worker.sent == [job_id]
+    dot_source(monkeypatch)
+    assert worker.run_job(str(job_id)) == "graph drawn"
+    job = load(job_id)
+    assert (job.status, job.graph_status, job.graph_attempts, job.attempts) == ("succeeded", "ready", 2, 1)
+    assert artifact(job_id, "graph_svg") == drawn  # the picture the first run would have drawn
+    assert worker.run_job(str(job_id)) == "not claimed"
+
+
+def test_a_graph_whose_drawer_died_on_every_attempt_fails_saying_so(worker, service_env, monkeypatch):
+    from services.worker.sweeper import sweep
+    service_env(STALE_AFTER_SECONDS=0, MAX_ATTEMPTS=2)
+    job_id = submit(steps=3)
+    die_while_drawing(worker, monkeypatch, job_id)
+    assert sweep() == [job_id]
+    die_while_drawing(worker, monkeypatch, job_id)
+    assert sweep() == []
+    job = load(job_id)
+    assert (job.status, job.graph_status, job.graph_attempts) == ("succeeded", "failed", 2)
+    assert job.graph_error == "the worker stopped while drawing it 2 times (attempt limit reached)"
+
+
 def test_a_finished_job_records_how_long_each_phase_took(worker):
     job_id = submit(steps=5, record={"graph_svg": False})
     assert worker.run_job(str(job_id)) == "succeeded"

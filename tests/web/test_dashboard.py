@@ -99,8 +99,11 @@ def test_the_runs_table_compares_two_runs_and_back_and_forward_work(page, servic
 
 def test_the_seed_graph_pans_zooms_searches_and_hovers_with_keys_required(page, service):
     job_id = service.submit(json.loads((REPO / "examples/seed.json").read_text()))
-    service.finished(job_id)  # its graph is drawn by the system's dot or, without one, Graphviz in WebAssembly
     p = page.page
+    page.goto(f"/runs/{job_id}")  # opened at once: the graph is drawn after the results, the view waits for it
+    p.wait_for_selector("a.graph-link[data-graph=ready]:not([hidden])", timeout=120_000)
+    assert p.locator("a.graph-link").text_content() == "Computation graph"
+    service.finished(job_id)  # its graph is drawn by the system's dot or, without one, Graphviz in WebAssembly
     page.goto(f"/runs/{job_id}/graph")
     viewport = p.locator(".graph-viewport")
     p.wait_for_selector(".graph-viewport[data-ready=true]")

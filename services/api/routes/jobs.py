@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Optional
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -27,6 +28,7 @@ from services.store.jobs import STEP_LIMIT
 log = logging.getLogger(__name__)
 
 ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
+GRAPH_RETRY_AFTER_SECONDS = 1  # the seed example's graph takes ~0.3 s to draw
 DEFAULT_LOSS_POINTS = 1000
 MAX_LOSS_POINTS = 10_000
 LOSS_FIELDS = ("step", "loss", "accuracy", "lr")  # history.History.columns' keys, in order
@@ -36,6 +38,7 @@ SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe
 
 HEADERS_OF = {
     201: {"Location": "the new job's URL, /jobs/{id}"},
+    202: {"Retry-After": "seconds to wait before asking again"},
     401: {"WWW-Authenticate": "Bearer (with error=... when a key was sent but refused)"},
     429: {"Retry-After": "seconds to wait before trying again"},
     503: {"Retry-After": "seconds to wait before trying again"},
@@ -272,9 +275,16 @@ def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
 
 @router.get("/{job_id}/graph.svg", response_class=Response, responses={**errors(404), 200: {
     "description": "the computation graph of one training step",
-    "content": {"image/svg+xml": {"schema": {"type": "string"}}}}})
+    "content": {"image/svg+xml": {"schema": {"type": "string"}}}}, 202: {
+    "description": "the job has succeeded and its graph is being drawn: ask again after Retry-After seconds",
+    "model": ErrorDetail, "headers": headers(202)}})
 def get_graph(job_id: JobId, session: SessionDep, owner: OwnerDep):
+    """The SVG; 202 while a succeeded job's graph is still being drawn (it is drawn after the results are
+    saved); 404 saying why when there is none and will be none."""
     job = find_job(session, job_id, owner)
+    if job.status == "succeeded" and job.graph_status == "pending":
+        return JSONResponse({"detail": f"job {job_id} has no graph yet: the graph is being drawn"},
+                            status_code=202, headers={"Retry-After": str(GRAPH_RETRY_AFTER_SECONDS)})
     svg = job_store.get_artifact(session, job_id, "graph_svg")
     if svg is None:
         raise HTTPException(404, f"job {job_id} has no graph: {why_no_graph(job)}")
@@ -288,6 +298,8 @@ def why_no_graph(job) -> str:
         return f"it ended {job.status}"
     if not job.spec.get("record", {}).get("graph_svg", True):
         return "its spec did not ask for it (record.graph_svg)"
+    if job.graph_error == job_store.CANCELLED_WHILE_DRAWING:
+        return "it was cancelled while the graph was being drawn"
     return f"rendering it failed: {job.graph_error or 'no reason was recorded'}"
 
 
@@ -351,4 +363,14 @@ def detail(session, job):
         metrics=metrics_of(job),
         timings=Timings(queued_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
                         phases_ms=job.phase_seconds and {k: round(1000 * v, 3) for k, v in job.phase_seconds.items()}),
-        attempts=job.attempts, error=job.error, cancel_requested=job.cancel_requested, sweep_id=job.sweep_id)
+        attempts=job.attempts, error=job.error, cancel_requested=job.cancel_requested, sweep_id=job.sweep_id,
+        graph=graph_state(job))
+
+
+def graph_state(job) -> Optional[str]:
+    """pending (queued, running, or succeeded and being drawn), ready, failed; None when none will come."""
+    if not job.spec.get("record", {}).get("graph_svg", True) or job.status in ("failed", "cancelled"):
+        return None
+    if job.status in ("queued", "running"):
+        return "pending"
+    return job.graph_status

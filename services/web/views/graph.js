@@ -139,7 +139,16 @@ export function renderGraph(main, {args: [id], signal}) {
 
   (async () => {
     try {
-      const response = await fetch(`/jobs/${q(id)}/graph.svg`, {headers: headers(), signal});
+      let response;
+      // 202: the run has succeeded and its graph is being drawn (it is drawn after the results are saved)
+      while ((response = await fetch(`/jobs/${q(id)}/graph.svg`, {headers: headers(), signal})).status === 202) {
+        let detail = "the graph is being drawn";
+        try { detail = (await response.json()).detail; } catch { /* not JSON */ }
+        caption.textContent = `${detail}…`;
+        viewport.dataset.waiting = "true";
+        await pause(1000 * (Number(response.headers.get("Retry-After")) || 1), signal);
+      }
+      delete viewport.dataset.waiting;
       if (!response.ok) {
         let detail = response.statusText;
         try { detail = (await response.json()).detail; } catch { /* not JSON */ }
@@ -164,6 +173,14 @@ export function renderGraph(main, {args: [id], signal}) {
     }
   })();
   return () => { if (view.url) URL.revokeObjectURL(view.url); };
+}
+
+// Resolves after `ms`, or rejects with an AbortError when the view is left first.
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(timer); reject(new DOMException("left the view", "AbortError")); }, {once: true});
+  });
 }
 
 // The SVG's size in CSS pixels and its viewBox.

@@ -7,6 +7,8 @@ import { follow, isFinal } from "../live.js";
 import { banner, errorText } from "../shell.js";
 import { boundaryPanel } from "./boundary.js";
 
+const GRAPH_POLL_MS = 500;
+
 export function renderRun(main, {args: [id], signal}) {
   const base = `/jobs/${q(id)}`;
   const state = {points: [], job: null, stop: null};
@@ -69,7 +71,8 @@ export function renderRun(main, {args: [id], signal}) {
     const final = isFinal(job.status);
     const canDelete = await has("DELETE", "/jobs/{job_id}");
     buttons.replaceChildren(...[
-      h("a", {class: "button", href: `#/runs/${id}/graph`, hidden: job.status !== "succeeded" || !job.spec.record.graph_svg}, "Computation graph"),
+      h("a", {class: "button graph-link", href: `#/runs/${id}/graph`, hidden: job.status !== "succeeded" || !job.spec.record.graph_svg,
+              "data-graph": job.graph ?? ""}, job.status === "succeeded" && job.graph === "pending" ? "Computation graph (being drawn…)" : "Computation graph"),
       final ? null : h("button", {onclick: () => act(() => post(`${base}/cancel`), "cancel")}, job.cancel_requested ? "Cancelling…" : "Cancel"),
       h("button", {onclick: () => act(rerun, "re-run", false)}, "Re-run"),
       final && canDelete ? h("button", {class: "danger", onclick: () => {
@@ -138,6 +141,7 @@ export function renderRun(main, {args: [id], signal}) {
       if (job.status === "succeeded" && ["moons", "circles", "xor", "spirals", "blobs"].includes(job.spec.data.kind)) {
         extra.replaceChildren(boundaryPanel(id, signal));
       }
+      if (job.status === "succeeded" && job.graph === "pending") waitForGraph();
       if (!isFinal(job.status)) {
         const last = state.points.length ? state.points[state.points.length - 1].step : null;
         state.stop = follow(id, last, {
@@ -150,6 +154,21 @@ export function renderRun(main, {args: [id], signal}) {
     } catch (error) {
       if (error.name !== "AbortError") banner(`Could not load run ${id}: ${errorText(error)}`);
     }
+  }
+
+  // A succeeded run's graph is drawn after its results are saved: read the run again until it is drawn (or failed).
+  function waitForGraph() {
+    const timer = setTimeout(async () => {
+      try {
+        const job = await get(base, {signal});
+        state.job = job;
+        if (job.graph === "pending") return waitForGraph();
+        drawButtons(job);
+      } catch (error) {
+        if (error.name !== "AbortError") banner(`Could not read run ${id}: ${errorText(error)}`);
+      }
+    }, GRAPH_POLL_MS);
+    signal.addEventListener("abort", () => clearTimeout(timer), {once: true});
   }
 
   start();
