@@ -316,12 +316,13 @@ def record_progress(session: Session, job_id, token: str, points: Iterable[Point
 def finish_job(session: Session, job_id, token: str, status: str, points: Iterable[Point], steps_done: int,
                metrics: dict, params_json: Optional[str], graph_svg: Optional[str], *,
                graph_error: Optional[str] = None, phase_seconds: Optional[dict] = None,
-               graph_pending: bool = False) -> None:
+               graph_pending: bool = False) -> Optional[dict]:
     """Final results and the status change (succeeded or cancelled), in one transaction; graph_error
     says why a job whose spec asked for a graph has none (the renderer's message). `phase_seconds` gets
     its `save` phase extended by this write up to its commit (the commit itself is not counted).
     graph_pending: the job succeeds now and this run draws its graph next (`store_graph`): it keeps the
-    claim and the heartbeat until then, so that a run that dies while drawing is noticed and redone."""
+    claim and the heartbeat until then, so that a run that dies while drawing is noticed and redone.
+    Returns the phase_seconds it stored."""
     if status not in ("succeeded", "cancelled"):
         raise ValueError(f"finish_job ends a job as succeeded or cancelled, not {status!r}")
     graph = {}
@@ -344,6 +345,7 @@ def finish_job(session: Session, job_id, token: str, status: str, points: Iterab
          final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error, phase_seconds=phase_seconds,
          **graph)
     session.commit()
+    return phase_seconds
 
 
 @dataclass(frozen=True)

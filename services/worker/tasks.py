@@ -116,9 +116,9 @@ def _train_and_save(job_id, token: str, settings, claim, phases: dict):
     params = json.dumps(result.params) if status == "succeeded" else None
     graph_pending = status == "succeeded" and result.draw_graph is not None
     phases = {**phases, **result.timings, "save": time.perf_counter() - started}
-    _with_retries(lambda session: jobs.finish_job(session, job_id, token, status, points, progress.steps_done,
-                                                  result.metrics, params, None, phase_seconds=phases,
-                                                  graph_pending=graph_pending))
+    phases = _with_retries(lambda session: jobs.finish_job(
+        session, job_id, token, status, points, progress.steps_done, result.metrics, params, None,
+        phase_seconds=phases, graph_pending=graph_pending))  # (with the final write in `save`)
     metrics.observe(status, progress.steps_done, phases)
     return status, (result.draw_graph, progress.deadline, phases) if graph_pending else None
 

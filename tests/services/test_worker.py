@@ -84,12 +84,13 @@ def test_the_results_are_saved_before_the_graph_is_drawn(worker, monkeypatch):
     """A succeeded job's results do not wait for its picture: while the graph is drawn, the job is already
     succeeded with its parameters, and its graph pending; then the graph is stored, with its phase."""
     from core import graph
-    real_render, seen = graph.render_svg, []
+    real_render, seen, saved = graph.render_svg, [], []
 
     def render(dot, renderer="auto"):
         job = load(job_id)
         seen.append((job.status, job.graph_status, artifact(job_id, "params") is not None,
                      artifact(job_id, "graph_svg"), set(job.phase_seconds)))
+        saved.append(job.phase_seconds)
         return real_render(dot, renderer)
     monkeypatch.setattr(graph, "render_svg", render)
     job_id = submit(steps=5)
@@ -99,6 +100,7 @@ def test_the_results_are_saved_before_the_graph_is_drawn(worker, monkeypatch):
     job = load(job_id)
     assert (job.graph_status, job.graph_error, job.claim_token, job.heartbeat_at) == ("ready", None, None, None)
     assert artifact(job_id, "graph_svg").lstrip().startswith(("<?xml", "<svg")) and job.phase_seconds["graph"] > 0
+    assert job.phase_seconds == {**saved[0], "graph": job.phase_seconds["graph"]}  # the final write's too
 
 
 def draw_blocking(monkeypatch, until):
