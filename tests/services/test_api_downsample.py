@@ -43,3 +43,46 @@ def test_a_non_finite_loss_counts_as_a_spike():
 def test_max_points_must_be_positive():
     with pytest.raises(ValueError):
         downsample_indices(np.arange(5.0), 0)
+
+
+def loop_downsample_indices(values, max_points):
+    """The first implementation (a Python loop over buckets), kept as the reference the vectorised one must
+    match index for index."""
+    n = len(values)
+    if n <= max_points:
+        return np.arange(n)
+    if max_points < 4:
+        return np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+    ranked = np.where(np.isfinite(values), values, np.inf).astype(float)
+    buckets = (max_points - 2) // 2
+    edges = np.linspace(1, n - 1, buckets + 1).round().astype(int)
+    keep = [0, n - 1]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi > lo:
+            keep.append(lo + int(np.argmin(ranked[lo:hi])))
+            keep.append(lo + int(np.argmax(ranked[lo:hi])))
+    return np.unique(keep)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_same_points_as_the_loop_over_buckets(seed):
+    """Random lengths and budgets (buckets of unequal widths), NaN, inf and -inf, and ties: few distinct
+    values, so which of equal points a bucket keeps (its first lowest, its first highest) is checked too."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 30_000))
+    max_points = int(rng.choice([1, 2, 3, 4, 5, 7, 10, 101, 1000, int(rng.integers(1, n + 2))]))
+    values = rng.normal(size=n) if seed % 2 else rng.integers(0, 4, size=n).astype(float)
+    for special in (np.nan, np.inf, -np.inf):
+        values[rng.integers(0, n, size=int(rng.integers(0, 1 + n // 50)))] = special
+    expected = loop_downsample_indices(values, max_points)
+    assert np.array_equal(downsample_indices(values, max_points), expected)
+
+
+def test_the_same_points_as_the_loop_on_a_long_curve_with_nan_and_inf():
+    rng = np.random.default_rng(12)
+    values = np.cumsum(rng.normal(size=1_000_000))
+    values[rng.integers(0, len(values), 100)] = np.nan
+    values[rng.integers(0, len(values), 100)] = np.inf
+    values[rng.integers(0, len(values), 100)] = -np.inf
+    for max_points in (1000, 10_000, 4321):
+        assert np.array_equal(downsample_indices(values, max_points), loop_downsample_indices(values, max_points))
