@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.config import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Reads map the database file instead of copying each page through SQLite's page cache: a long history's
+# blocks (blobs spanning overflow pages) read ~2x faster (benchmarks/service.py). Address space, not memory.
+SQLITE_MMAP_BYTES = 256 * 2**20
 
 
 _engines: dict[str, Engine] = {}
@@ -50,6 +53,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -181,6 +181,16 @@ def get_loss_points(session: Session, job_id, start: Optional[int] = None, end: 
     return points
 
 
+def get_loss_curve(session: Session, job_id, pick, start: Optional[int] = None,
+                   end: Optional[int] = None) -> tuple[History, int]:
+    """`get_loss_points` of only the points that `pick(loss)` chooses (ascending indices into the range's loss
+    array, e.g. a downsampling; see history.read_picked), and how many points the range holds."""
+    curve = history.read_picked(session, _as_uuid(job_id), pick, None if start is None else _clamp_step(start),
+                                None if end is None else _clamp_step(end))
+    session.commit()
+    return curve
+
+
 def read_loss_points(session: Session, job_id, start: Optional[int] = None, end: Optional[int] = None) -> History:
     """`get_loss_points` inside the caller's transaction (it does not commit)."""
     return history.read(session, _as_uuid(job_id), None if start is None else _clamp_step(start),

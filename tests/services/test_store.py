@@ -3,6 +3,7 @@ import struct
 import threading
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
@@ -261,3 +262,22 @@ def test_unknown_artifact_kinds_are_refused(session):
     with pytest.raises(ValueError):
         jobs.get_artifact(session, new_job(session).id, "secrets")
 
+
+
+def test_full_blocks_partial_blocks_and_picked_points_read_alike(session):
+    """Full blocks (their steps are not read back but made), partial ones and gaps, whole and in ranges; a
+    picked read (what GET /loss downsamples through) gives the same points as picking from the whole read."""
+    job = new_job(session, steps=6000)
+    token = claim(session, job)
+    written = list(range(0, 2500)) + list(range(3000, 3500, 2)) + list(range(4000, 5000))
+    points = [jobs.Point(s, 1 / (s + 1), accuracy=(s % 13) / 13 if s % 3 else None, lr=0.1 + s * 1e-6)
+              for s in written]
+    jobs.record_progress(session, job.id, token, points, 5000, 0.5)
+    for start, end in [(None, None), (0, 999), (999, 1000), (500, 3001), (2400, 4500), (3001, 3001), (5000, None)]:
+        inside = [p for p in points if (start is None or p.step >= start) and (end is None or p.step <= end)]
+        served = jobs.get_loss_points(session, job.id, start=start, end=end)
+        assert list(served) == inside
+        for pick in (lambda loss: np.arange(0, len(loss), 37), lambda loss: np.arange(len(loss))):
+            picked, total = jobs.get_loss_curve(session, job.id, pick, start=start, end=end)
+            assert total == len(inside)
+            assert list(picked) == [inside[i] for i in pick(np.empty(len(inside)))]
