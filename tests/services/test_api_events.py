@@ -1,9 +1,12 @@
 """GET /jobs/{id}/events (Server-Sent Events, resumable) and GET /jobs/{id}/boundary."""
 import json
+import math
 import uuid
 
 from core.nn import MLP
 from core.train import predict
+from services.api.schemas import LossPointOut, finite_or_none
+from services.store import db, jobs as job_store
 from tests.services.conftest import finish_job, start_job, submit
 
 MOONS = {"model": {"layers": [4, 1]}, "data": {"kind": "moons", "n_samples": 30}, "loss": "hinge", "steps": 2}
@@ -32,6 +35,26 @@ def test_a_finished_jobs_stream_sends_its_history_then_ends(client):
     assert first == {"retry": "1000"}
     assert end["event"] == "end" and end["id"] == "2" and end["data"]["status"] == "succeeded"
     assert [p["loss"] for p in end["data"]["points"]] == [0.5, 0.25, 0.125]
+
+
+def test_event_points_carry_the_loss_point_fields_as_before(make_client):
+    """The points are serialized from columns now, not one LossPointOut per point: the same JSON values as that
+    model gave (absent accuracy null, tiny and huge floats, -0.0 keeping its sign), on one data line."""
+    client = make_client(EVENTS_MAX_SECONDS=0.3, EVENTS_POLL_SECONDS=0.05)
+    job_id = submit(client)
+    points = [job_store.Point(0, -0.0, None, 1e-05), job_store.Point(1, 1e16, 0.5, None),
+              job_store.Point(2, 2 / 3, 1.0, 0.1), job_store.Point(3, 5e-324, None, 123456789.0)]
+    with db.session_scope() as session:
+        token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+        job_store.record_progress(session, job_id, token, points, steps_done=4, latest_loss=float("nan"))
+    response = client.get(f"/jobs/{job_id}/events")
+    data_lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    data = json.loads(data_lines[0].removeprefix("data: "))
+    expected = [LossPointOut(step=p.step, loss=finite_or_none(p.loss), accuracy=finite_or_none(p.accuracy),
+                             lr=finite_or_none(p.lr)).model_dump() for p in points]
+    assert data["points"] == expected
+    assert math.copysign(1, data["points"][0]["loss"]) == -1
+    assert data["status"] == "running" and data["progress"] == {"step": 4, "total": 100, "latest_loss": None}
 
 
 def test_last_event_id_resumes_after_that_step(client):
