@@ -17,12 +17,14 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,7 +274,9 @@ def stack(scratch, n_latency, n_throughput, parts=PARTS):
                     out.update(latency_graph=latency(client, SEED, n_latency),
                                latency_no_graph=latency(client, SEED_NO_GRAPH, n_latency))
                 if "throughput" in parts:
-                    out["throughput"] = throughput(client, n_throughput)
+                    out["throughput"] = throughput(client, n_throughput, [
+                        ("api", api.popen.pid), *((f"worker{n}", w.popen.pid) for n, w in enumerate(workers, 1))])
+                    out["throughput_split"] = throughput_split(client, n_throughput, workers)
         finally:
             for process in [api, *workers]:
                 process.stop()
@@ -320,22 +324,31 @@ def percentiles(seconds):
             "p95_ms": 1000 * seconds[max(0, round(0.95 * len(seconds)) - 1)]}
 
 
-def throughput(client, jobs):
-    """`jobs` small jobs submitted at once (16 threads); jobs/s from the first POST to the last job's end."""
-    started = time.perf_counter()
+def throughput(client, jobs, processes=()):
+    """`jobs` small jobs submitted at once (16 threads); jobs/s from the first POST to the last job's end (its
+    `finished_at`, so the rate does not depend on how often the client looks). The client looks every
+    THROUGHPUT_POLL_SECONDS with one list request: it used to look every 20 ms, and listing 200 jobs took the
+    API 20-30 ms of CPU each time, a large share of the two cores the workers were being measured on.
+    `processes`: (name, pid) whose CPU time (with their children's) is reported per job."""
+    cpu_before = {name: tree_cpu_seconds(pid) for name, pid in processes}
+    client_before = time.process_time()
+    started_at, started = time.time(), time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
         job_ids = list(pool.map(lambda _: client.post("/jobs", json=SMALL).raise_for_status().json()["id"],
                                 range(jobs)))
+    posted = time.perf_counter() - started
     pending = set(job_ids)
     deadline = time.monotonic() + 600
     while pending:  # one list request per poll, not one per job
         assert time.monotonic() < deadline, f"{len(pending)} jobs not final after 600 s"
+        time.sleep(THROUGHPUT_POLL_SECONDS)
         listed = client.get("/jobs", params={"limit": 200}).json()["items"]
         pending -= {job["id"] for job in listed if job["status"] in FINAL}
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
+    cpu_ms = {name: 1000 * (tree_cpu_seconds(pid) - cpu_before[name]) / jobs for name, pid in processes}
+    cpu_ms["client"] = 1000 * (time.process_time() - client_before) / jobs
     finals = [client.get(f"/jobs/{job_id}").json() for job_id in job_ids]
     assert {job["status"] for job in finals} == {"succeeded"}
+    elapsed = max(datetime.fromisoformat(job["timings"]["finished_at"]).timestamp() for job in finals) - started_at
     phases = {}
     for job in finals:
         for phase, ms in job["timings"]["phases_ms"].items():
@@ -343,7 +356,60 @@ def throughput(client, jobs):
     medians = {phase: statistics.median(values) for phase, values in phases.items()}
     fixed = [sum(ms for phase, ms in job["timings"]["phases_ms"].items() if phase not in ("queue_wait", "steps"))
              for job in finals]
-    return {"jobs_per_second": jobs / elapsed, "fixed_cost_ms": statistics.median(fixed), "phases_ms": medians}
+    return {"jobs_per_second": jobs / elapsed, "fixed_cost_ms": statistics.median(fixed), "phases_ms": medians,
+            "posting_seconds": posted, "cpu_ms_per_job": cpu_ms}
+
+
+THROUGHPUT_POLL_SECONDS = 0.25
+
+
+def throughput_split(client, jobs, workers):
+    """The two halves of the 200-job run apart, each with the cores to itself (but for other users): the API
+    taking the jobs while both workers are stopped (SIGSTOP), then the workers draining the full queue. On one
+    shared pair of cores the mixed run cannot beat either; if each is at rate a and w and both are CPU-bound,
+    the mixed rate is about 1 / (1/a + 1/w)."""
+    for worker in workers:
+        os.killpg(worker.popen.pid, signal.SIGSTOP)
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            job_ids = list(pool.map(lambda _: client.post("/jobs", json=SMALL).raise_for_status().json()["id"],
+                                    range(jobs)))
+        posting = time.perf_counter() - started
+    finally:
+        resumed_at = time.time()
+        for worker in workers:
+            os.killpg(worker.popen.pid, signal.SIGCONT)
+    pending = set(job_ids)
+    deadline = time.monotonic() + 600
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} jobs not final after 600 s"
+        time.sleep(THROUGHPUT_POLL_SECONDS)
+        pending -= {job["id"] for job in client.get("/jobs", params={"limit": 200}).json()["items"]
+                    if job["status"] in FINAL}
+    ended = max(datetime.fromisoformat(client.get(f"/jobs/{job_id}").json()["timings"]["finished_at"]).timestamp()
+                for job_id in job_ids)
+    return {"api_alone_jobs_per_second": jobs / posting, "workers_alone_jobs_per_second": jobs / (ended - resumed_at)}
+
+
+def tree_cpu_seconds(pid):
+    """CPU time of a process and of all its descendants still alive (a worker and its pool child)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))  # field 4: the parent's pid
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            total += process_cpu_seconds(current)
+        except OSError:
+            pass
+    return total
 
 
 # ---- the table --------------------------------------------------------------------------------------------
@@ -386,6 +452,13 @@ def print_table(results, n_latency, n_throughput):
                      ">= 80 jobs/s", "30 jobs/s"))
         rows.append(("fixed cost per job (all but steps and queue wait; medians, ms)",
                      f"{t['fixed_cost_ms']:.1f} ms ({phases})", "<= 10 ms, shown per phase", "~40 ms"))
+        if "throughput_split" in s:
+            split = s["throughput_split"]
+            rows.append(("the same apart: the API taking the jobs (workers stopped) | the workers draining them",
+                         f"{split['api_alone_jobs_per_second']:.1f} jobs/s | "
+                         f"{split['workers_alone_jobs_per_second']:.1f} jobs/s", "-", "-"))
+        rows.append(("CPU per job, by process (all processes of the run on 2 shared cores)",
+                     ", ".join(f"{name} {ms:.1f}" for name, ms in t["cpu_ms_per_job"].items()) + " ms", "-", "-"))
     if "serve_ms" in e:
         served, mlflow, cpu = e["serve_ms"], e["mlflow_10k_ms"], e["serve_api_cpu_ms"]
         rows.append(("10,000-point history, embedded, vs MLflow 3 get_metric_history (SQLite)",
