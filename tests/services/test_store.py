@@ -91,6 +91,34 @@ def test_a_job_is_claimed_once_even_by_racing_workers(session):
     assert (loaded.status, loaded.attempts) == ("running", 1)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_claims_and_heartbeats_do_not_wait_for_the_disk_but_history_and_results_do(session):
+    """A claim is on every job's path, and losing one in a database crash is harmless (the run's next write
+    finds the job not its own; the sweeper sends it again): its commit need not wait for an fsync. A lost
+    batch of history or a lost result would not be harmless."""
+    from sqlalchemy import event
+    seen = []
+
+    def note(connection, cursor, statement, *args):
+        if "synchronous_commit" in statement or statement.lstrip().upper().startswith(("UPDATE JOBS", "INSERT")):
+            seen.append(statement.split()[0].upper() + (" async" if "synchronous_commit" in statement else ""))
+    event.listen(session.get_bind(), "before_cursor_execute", note)
+    try:
+        job = new_job(session)
+        seen.clear()
+        token = claim(session, job)
+        assert seen == ["SET async", "UPDATE"]
+        seen.clear()
+        assert jobs.heartbeat(session, job.id, token)
+        assert seen == ["SET async", "UPDATE"]
+        seen.clear()
+        jobs.record_progress(session, job.id, token, [jobs.Point(0, 1.0)], 1, 1.0)
+        jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(1, 0.5)], 2, {"final_loss": 0.5}, "{}", None)
+        assert "SET async" not in seen and seen
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", note)
+
+
 def test_a_stale_run_is_reclaimed_and_the_old_run_cannot_write(session):
     job = new_job(session)
     old = claim(session, job)
