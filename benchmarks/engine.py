@@ -4,7 +4,7 @@ and PyTorch (float64, one thread), all from the same initial weights on the same
 data, with a check that their loss curves agree. Each step runs as that engine's
 training loop runs it: the compiled one on parameter arrays, as core.train does.
 
-    .venv/bin/python benchmarks/engine.py [--quick]
+    .venv/bin/python benchmarks/engine.py [--quick] [--cases bf]
 
 Cases: (a) MLP(2, [16, 16, 1]) on 100 points, (b) MLP(2, [64, 64, 1]) on 1,000
 points, (c) and (d) the (a) net on mini-batches of 1 and of 10 points, (e) a deep net,
@@ -88,14 +88,16 @@ def interpreted_steps(initial, xs, ys, lr):
 
 
 def compiled_steps(initial, xs, ys, lr):
-    """As core.train runs the compiled engine: parameters and gradients in arrays, not Values."""
+    """As core.train runs the compiled engine: parameters and gradients in arrays, not Values, and
+    the (full) batch converted to arrays once (core/batches.py)."""
     model = MLP.from_json(initial)
     compiled = compile_loss(model, "sse", 0.0, 2)
     optimizer = SGD(model.parameters(), lr)
     params = ParamArray(model.parameters())
+    arrays = compiled.batch_arrays(xs, ys)
 
     def step():
-        loss, _ = compiled.array_loss_and_grads(xs, ys, params)
+        loss, _ = compiled.array_loss_and_grads(xs, ys, params, arrays=arrays)
         optimizer.update(params.data, params.grad, lr)
         return loss
     return step
@@ -202,9 +204,11 @@ def run_case(case, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few steps each; skip the interpreted engine on (b)")
-    quick = parser.parse_args().quick
+    parser.add_argument("--cases", default="".join(CASES), help="which cases to run, e.g. bf (default: all)")
+    args = parser.parse_args()
+    quick = args.quick
     torch.set_num_threads(1)
-    results = [run_case(case, quick) for case in CASES]
+    results = [run_case(case, quick) for case in CASES if case in args.cases]
     print(f"{'case':6s}" + "".join(f"{name + ' ms':>16s}" for name in ENGINES) + f"{'compiled/torch':>16s}")
     for r in results:
         cells = "".join(f"{'-' if r[f'{name}_ms'] is None else format(r[f'{name}_ms'], '.3f'):>16s}" for name in ENGINES)

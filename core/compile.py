@@ -82,10 +82,11 @@ class CompiledLoss:
         params.write_grads()
         return result
 
-    def array_loss_and_grads(self, xs, ys, params, fallback=True):
+    def array_loss_and_grads(self, xs, ys, params, fallback=True, arrays=None):
         """loss_and_grads() on a ParamArray of this model's parameters: reads params.data and sets
-        params.grad, leaving the Values alone (but for a batch the interpreted engine runs)."""
-        inputs, targets = self._checked_batch(xs, ys)
+        params.grad, leaving the Values alone (but for a batch the interpreted engine runs).
+        arrays: batch_arrays(xs, ys) if the caller has them already (core/batches.py)."""
+        inputs, targets = arrays if arrays is not None else self.batch_arrays(xs, ys)
         try:
             with np.errstate(all="ignore"):
                 loss, outputs, grads = self._replay(inputs, targets, params.data)
@@ -146,8 +147,9 @@ class CompiledLoss:
             self._buffers[n] = values, np.empty_like(values)
         return self._buffers[n]
 
-    def _checked_batch(self, xs, ys):
-        """The batch as arrays: inputs (n x inputs), targets (n x outputs) or class indices (n)."""
+    def batch_arrays(self, xs, ys):
+        """The batch as arrays: inputs (n x inputs), targets (n x outputs) or class indices (n);
+        ValueError if it does not fit the model."""
         program = self.program
         inputs = _float_array(xs, "xs")
         n_inputs = program.n_inputs

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import core.compile
+from core.batches import Batches
 from core.step import cycle_collector_paused, interpreted_loss_and_grads, output_data
 from core.data import generate, train_validation_split
 from core.losses import LOSSES
@@ -73,11 +74,11 @@ class TrainingDiverged(Exception):
 
 
 def _loss_function(engine, model, loss_name, l2, n_inputs, check=None):
-    """(loss_and_grads(xs, ys, params), name of the engine that will run, the CompiledLoss or None):
-    (loss, outputs) of a batch at params.data, its gradients left in params.grad."""
-    def interpreted(xs, ys, params):
+    """(loss_and_grads(batch, params), name of the engine that will run, the CompiledLoss or None):
+    (loss, outputs) of a core.batches.Batch at params.data, its gradients left in params.grad."""
+    def interpreted(batch, params):
         params.write_back()  # the interpreted engine reads the Values and sets their .grad
-        result = interpreted_loss_and_grads(model, loss_name, l2, xs, ys)
+        result = interpreted_loss_and_grads(model, loss_name, l2, batch.xs, batch.ys)
         params.read_grads()
         return result
 
@@ -88,7 +89,9 @@ def _loss_function(engine, model, loss_name, l2, n_inputs, check=None):
     compiled = _compiled(model, loss_name, l2, n_inputs, check)
     if compiled is None:
         return interpreted, "interpreted", None
-    return compiled.array_loss_and_grads, "compiled", compiled
+    def on_tape(batch, params):
+        return compiled.array_loss_and_grads(batch.xs, batch.ys, params, arrays=batch.arrays)
+    return on_tape, "compiled", compiled
 
 
 def _compiled(model, loss_name, l2, n_inputs, check):
@@ -185,7 +188,7 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
     started = time.perf_counter()
     score = accuracy_rule(loss, ys)
     rng = random.Random(seed)
-    batches = _batch_indices(len(xs), batch_size, rng)
+    batches = Batches(xs, ys, batch_size, rng, compiled.batch_arrays if compiled is not None else None)
     history, stopped_early, steps_done, last_loss = [], False, 0, None
     if resume is not None:
         steps_done, last_loss = _load_state(resume, model, optimizer, rng, steps), resume.last_loss
@@ -199,14 +202,12 @@ def train(model, xs, ys, loss="sse", optimizer=None, steps=100, batch_size=None,
         for step in range(steps_done, steps):
             if check is not None:
                 check()
-            batch = next(batches)
-            batch_xs = xs if batch is None else [xs[i] for i in batch]
-            batch_ys = ys if batch is None else [ys[i] for i in batch]
+            batch = batches.next()
             lr = optimizer.schedule(step)
-            loss_value, outputs = _guarded_step(loss_and_grads, batch_xs, batch_ys, params, step, history)
+            loss_value, outputs = _guarded_step(loss_and_grads, batch, params, step, history)
             optimizer.update(params.data, params.grad, lr)
             steps_done, last_loss = step + 1, loss_value
-            record = StepRecord(step, loss_value, lr, score(outputs, batch_ys) if score else None,
+            record = StepRecord(step, loss_value, lr, score(outputs, batch.ys) if score else None,
                                 recorded=step % loss_every == 0 or step == steps - 1)
             if record.recorded:
                 history.append(record)
@@ -249,10 +250,10 @@ def _param_array(model, optimizer):
     return params
 
 
-def _guarded_step(loss_and_grads, xs, ys, params, step, history):
+def _guarded_step(loss_and_grads, batch, params, step, history):
     """One loss-and-gradients call; a NaN/inf loss or an overflow is divergence."""
     try:
-        loss_value, outputs = loss_and_grads(xs, ys, params)
+        loss_value, outputs = loss_and_grads(batch, params)
     except (OverflowError, ZeroDivisionError) as e:
         raise TrainingDiverged(step, history, str(e)) from e
     if not math.isfinite(loss_value):
@@ -328,12 +329,6 @@ def _evaluate(loss_and_grads, xs, ys):
     except (OverflowError, ZeroDivisionError):
         return None, None
     return (loss_value if math.isfinite(loss_value) else None), outputs
-
-
-def _batch_indices(n, batch_size, rng):
-    """Yield None (the full batch) or a random sample of indices drawn with `rng` (seeded), per step."""
-    while True:
-        yield None if batch_size is None or batch_size >= n else rng.sample(range(n), batch_size)
 
 
 def _check_arguments(loss, xs, ys, steps, batch_size, loss_every):
