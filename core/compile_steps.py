@@ -41,7 +41,10 @@ def tanh(a):
 
 
 def tanh_backward(g, out, a):
-    return ((1.0 - out * out) * g,)
+    local = out * out  # (1.0 - out * out) * g, in one array instead of three
+    np.subtract(1.0, local, out=local)
+    local *= g
+    return (local,)
 
 
 def exp(a):
@@ -194,6 +197,8 @@ class AffineStep:
     op = "affine"
 
     def __init__(self, out, inputs, weights, biases, shape, inputs_need_grad):
+        if not isinstance(out.at, slice):  # plan() gives a step's nodes consecutive rows
+            raise ValueError("an affine step writes a block of consecutive rows")
         self.out = out.at
         self.inputs = inputs
         self.weights = weights  # an Index into the parameters, row-major (neurons x inputs)
@@ -205,9 +210,11 @@ class AffineStep:
         return frame.params[self.weights.at].reshape(self.shape)
 
     def forward(self, frame):
+        """W @ inputs + b written into the output rows (a view): no temporary arrays."""
         values = frame.values
-        bias = frame.params[self.biases.at]
-        values[self.out] = self.weight_matrix(frame) @ values[self.inputs.at] + bias[:, None]
+        out = values[self.out]
+        np.matmul(self.weight_matrix(frame), values[self.inputs.at], out=out)
+        out += frame.params[self.biases.at][:, None]
 
     def backward(self, frame):
         values, grads = frame.values, frame.grads
