@@ -2,7 +2,7 @@
 format and the dashboard."""
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import http_exception_handler
@@ -14,6 +14,7 @@ from starlette.routing import Match
 
 from services.api.authentication import AuthenticateFirst
 from services.api.body_limit import BodySizeLimit
+from services.api.deps import each_query_value_once
 from services.api.inference import InferenceSlots, ModelCache
 from services.api.rate_limit import SlidingWindowLimiter
 from services.api.metrics import instrument
@@ -37,7 +38,8 @@ def create_app() -> FastAPI:
     app = FastAPIOffline(title="micrograd service", version="1.0",
                          description="Train small neural nets on a scalar autograd engine. "
                                      "Authenticate with `Authorization: Bearer <key>`.",
-                         static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
+                         static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None},
+                         dependencies=[Depends(each_query_value_once)])
     app.state.settings = settings
     use_json_logs_if_asked()
     app.state.rate_limiter = SlidingWindowLimiter(settings.RATE_LIMIT_PER_MINUTE)

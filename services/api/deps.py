@@ -1,7 +1,9 @@
 """What a route needs besides its parameters: settings, a session, the caller's identity."""
+from collections import Counter
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -51,3 +53,25 @@ def rate_limited_owner(request: Request, owner: Annotated[str, Depends(current_o
 
 
 OwnerDep = Annotated[str, Depends(rate_limited_owner)]
+
+
+def each_query_value_once(request: Request) -> None:
+    """A query parameter that takes one value, given more than once (`?experiment=a&experiment=b`),
+    is a 422 naming it; without this the framework would silently keep the last. Parameters that
+    take a list (`tag`, `ids`) may repeat. What takes a list is read from the OpenAPI schema."""
+    repeated = [name for name, count in Counter(k for k, _ in request.query_params.multi_items()).items()
+                if count > 1]
+    route = request.scope.get("route")
+    if not repeated or route is None:
+        return
+    operation = request.app.openapi()["paths"].get(route.path_format, {}).get(request.method.lower(), {})
+    single = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query" and not takes_a_list(p)}
+    errors = [{"loc": ("query", name), "msg": "given more than once; this parameter takes one value",
+               "type": "repeated_value"} for name in repeated if name in single]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def takes_a_list(parameter) -> bool:
+    schema = parameter.get("schema", {})
+    return any(s.get("type") == "array" for s in [schema, *schema.get("anyOf", [])])

@@ -149,3 +149,18 @@ def test_a_forged_cursor_is_422_not_a_crash(client, runs):
         response = client.get("/jobs", params={"sort": sort, "cursor": forged})
         assert response.status_code == 422, (sort, value, response.text)
         assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize("query, name", [("experiment=a&experiment=b", "experiment"), ("limit=5&limit=6", "limit"),
+                                         ("sort=-created_at&sort=created_at", "sort")])
+def test_a_one_value_parameter_given_twice_is_422_naming_it(client, query, name):
+    # The framework would keep the last value silently: ?experiment=a&experiment=b listed b's jobs.
+    response = client.get(f"/jobs?{query}")
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"loc": ["query", name], "type": "repeated_value",
+                                           "msg": "given more than once; this parameter takes one value"}]
+
+
+def test_list_parameters_may_repeat(client, runs):
+    assert client.get("/jobs?tag=a&tag=b").status_code == 200
+    assert "repeated_value" not in client.get("/compare?ids=x&ids=y").text  # a 404 for unknown ids, not this
