@@ -3,7 +3,7 @@
   1. the embedded default, started as `make run` starts it (SQLite, the server-less broker, one worker):
      POST /jobs -> succeeded for the seed example with and without its graph; its CPU use at idle;
      serving 10,000-, 100,000- and 1,000,000-point histories; MLflow 3's get-history of the same 10,000
-     points (SQLite store), where MLflow is installed (benchmarks/requirements.txt; MLFLOW_PYTHON may name
+     points (SQLite store), where MLflow is installed (benchmarks/requirements-mlflow.txt; MLFLOW_PYTHON may name
      an interpreter that has it);
   2. the compose stack's commands run natively (PostgreSQL, Redis, API, workers; tests/integration/processes.py):
      the same latencies, and 200 small jobs submitted at once to two workers, with each job's fixed cost
