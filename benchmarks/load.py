@@ -179,13 +179,13 @@ def configure(args, keys):
 
 
 def run_load(base_url, users, seconds):
-    """The users for `seconds` (all started within the first second); then each finishes the request it is
-    in (stop_timeout), so that no job is created without its id reaching the ledger."""
+    """The users for `seconds` (started 50 a second: Locust warns that a faster ramp can misbehave); then each
+    finishes the request it is in (stop_timeout), so that no job is created without its id reaching the ledger."""
     environment = Environment(user_classes=[ServiceUser], host=base_url, stop_timeout=30)
     environment.events.request.add_listener(LEDGER.on_request)
     runner = environment.create_local_runner()
     started = time.monotonic()
-    runner.start(users, spawn_rate=users)
+    runner.start(users, spawn_rate=min(users, 50))
     gevent.spawn_later(seconds, runner.quit)
     runner.greenlet.join()
     return environment.stats, time.monotonic() - started

@@ -13,13 +13,14 @@ from core.spec import JobSpec
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.limits import FORWARD_NODES_PER_PARAMETER
 from services.api.routes.jobs import errors, find_job, parameter_count
+from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import Boundary
 from services.store import jobs as job_store
 
 PLANE_DATASETS = ("moons", "circles", "xor", "spirals", "blobs")
 MARGIN = 0.1  # of the data's extent, on each side
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429))
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
 
 
 @router.get("/{job_id}/boundary", response_model=Boundary, responses=errors(404, 409, 503))

@@ -16,6 +16,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.routes.jobs import find_job, headers
+from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import finite_or_none
 from services.store import db, jobs as job_store
 from services.store.jobs import STEP_LIMIT
@@ -33,7 +34,7 @@ def json_errors(*codes):
             for code in codes}
 
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=json_errors(401, 429))
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=json_errors(401, 429), route_class=ReleaseSessionRoute)
 
 
 def owned_job_id(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> uuid.UUID:

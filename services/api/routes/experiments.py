@@ -6,10 +6,12 @@ from fastapi import APIRouter, HTTPException, Response
 
 from services.api.deps import OwnerDep, SessionDep
 from services.api.routes.jobs import errors, headers
+from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import ExperimentCreate, ExperimentList, ExperimentOut
 from services.store import experiments as experiment_store
 
-router = APIRouter(prefix="/experiments", tags=["experiments"], responses=errors(401, 429))
+router = APIRouter(prefix="/experiments", tags=["experiments"], responses=errors(401, 429),
+                   route_class=ReleaseSessionRoute)
 ExperimentId = Annotated[uuid.UUID, "the experiment's id"]
 
 

@@ -19,6 +19,7 @@ from services import queue
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
 from services.api.limits import predict_limit_errors, spec_limit_errors
+from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import (TAG_KEY, ErrorDetail, JobCreated, JobDetail, JobList, JobPatch, JobStatus,
                                   JobSubmission, JobSummary, LossHistory, Metrics, PredictRequest,
                                   PredictResponse, Progress, RerunRequest, Submission, Timings, finite_or_none)
@@ -54,7 +55,7 @@ def errors(*codes):
             for code in codes}
 
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429))
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
 JobId = Annotated[uuid.UUID, "the job's id"]
 
 

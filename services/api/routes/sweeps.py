@@ -12,12 +12,13 @@ from services import sweeps as search
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.limits import spec_limit_errors
 from services.api.routes.jobs import errors, headers, metrics_of, too_many_active_jobs
+from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import (SubmittedSweep, SweepCounts, SweepDetail, SweepList, SweepSummary, TrialOut)
 from services.store import jobs as job_store
 from services.store import sweeps as sweep_store
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=errors(401, 429))
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
 SweepId = Annotated[uuid.UUID, "the sweep's id"]
 MAX_CORNER_CHECKS = 256  # specs built from the space's extremes and checked at submission
 
