@@ -22,9 +22,13 @@ install: $(TESTDEPS)
 run: $(RUNTIME)
 	$(PY) -m services.embedded
 
-# Two pytest-xdist workers (this machine's two cores); the tests that start service processes run
-# as one group on one of them (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers on this machine's two cores: the tests that start service processes
+# mostly wait, in two groups on two of them, while the third runs the CPU-bound tests (tests/conftest.py).
+# TEST_WORKERS=0 runs the suite in one process. Python caches bytecode here even where the environment
+# says not to (PYTHONDONTWRITEBYTECODE): without the cache every API, worker and CLI process the tests
+# start compiles the project anew, and each xdist worker rewrites the asserts of every plugin anew.
+TEST_WORKERS ?= 3
+test: export PYTHONDONTWRITEBYTECODE =
 test: $(TESTDEPS)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 

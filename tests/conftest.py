@@ -1,13 +1,29 @@
-"""Suite-wide: `make test` runs on two pytest-xdist workers (`--dist loadgroup`). The tests that
-start real service processes and wait on real time (tests/faults, tests/integration: heartbeats,
-stale-job sweeps, server restarts) form one group, so they run one after another on one worker,
-as in a serial run, while the other worker runs the in-process tests beside them."""
+"""Suite-wide: `make test` runs on three pytest-xdist workers (`--dist loadgroup`) on the two cores.
+
+The tests that start real service processes and wait on real time (tests/faults, tests/integration:
+heartbeats, stale-job sweeps, server restarts; tests/web: a live curve) spend most of their time
+waiting. They form two groups, each run one test after another on one worker (as in a serial run)
+with its own throwaway servers, while the third worker runs the CPU-bound in-process tests beside
+them; a worker whose group is done takes in-process tests too. Groups are handed out first, then
+the longest in-process tests, so that none of these ends the run alone."""
 import os
 from pathlib import Path
 
 import pytest
 
-PROCESS_TESTS = [Path(__file__).parent / name for name in ("faults", "integration")]
+TESTS = Path(__file__).parent
+# Two groups of about the same length (`--durations`), by module (the browser tests share one service
+# and one Chromium per worker, so they stay together); a module not listed joins the first group.
+PROCESS_GROUPS = {
+    "processes-1": ["faults/test_fault_kills.py", "faults/test_fault_redelivery.py", "faults/test_fault_limits.py",
+                    "faults/test_fault_servers.py", "faults/test_fault_embedded.py",
+                    "integration/test_compose_commands.py"],
+    "processes-2": ["faults/test_fault_servers_restart.py", "faults/test_fault_sweeps.py",
+                    "integration/test_embedded.py", "web/test_dashboard.py"],
+}
+PROCESS_DIRECTORIES = [TESTS / name for name in ("faults", "integration", "web")]
+# In-process tests that take far longer than the rest (CPU): handed out right after the groups.
+LONGEST = ["services/test_schemathesis.py", "core/test_train.py::test_the_moons_demo_reaches_97_percent"]
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: no error when run with -p no:xdist
@@ -28,13 +44,23 @@ def pytest_configure(config):
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the mark into the test's id
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if in_process_group(item):
-            item.add_marker(pytest.mark.xdist_group("processes"))
+        if group := xdist_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
     if hasattr(config, "workerinput"):
-        # The group is the longest unit of work: handed out first, it runs beside everything else
-        # instead of after the in-process tests collected before it.
-        items.sort(key=lambda item: not in_process_group(item))
+        # Every worker sorts alike (xdist requires the same collection): the groups, the longest
+        # in-process tests, then the rest in their usual order.
+        items.sort(key=hand_out_order)
 
 
-def in_process_group(item):
-    return any(item.path.is_relative_to(directory) for directory in PROCESS_TESTS)
+def xdist_group(item):
+    if any(item.path.is_relative_to(directory) for directory in PROCESS_DIRECTORIES):
+        module = item.path.relative_to(TESTS).as_posix()
+        return next((group for group, modules in PROCESS_GROUPS.items() if module in modules), "processes-1")
+    return None
+
+
+def hand_out_order(item):
+    group = xdist_group(item)
+    if group is not None:
+        return 0, list(PROCESS_GROUPS).index(group)
+    return (1, 0) if any(item.nodeid.startswith(f"tests/{name}") for name in LONGEST) else (2, 0)
