@@ -22,8 +22,11 @@ PROCESS_GROUPS = {
                     "integration/test_embedded.py", "web/test_dashboard.py"],
 }
 PROCESS_DIRECTORIES = [TESTS / name for name in ("faults", "integration", "web")]
-# In-process tests that take far longer than the rest (CPU): handed out right after the groups.
+# In-process tests that take far longer than the rest (CPU): handed out right after the groups. A worker
+# takes up to three units ahead, so the third worker would queue both Schemathesis runs one after the
+# other and end the run alone: the second one runs at the end of the second group instead.
 LONGEST = ["services/test_schemathesis.py", "core/test_train.py::test_the_moons_demo_reaches_97_percent"]
+IN_A_GROUP = {"services/test_schemathesis.py::test_api_conforms_to_its_schema[sqlite-locked]": "processes-2"}
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: no error when run with -p no:xdist
@@ -53,6 +56,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def xdist_group(item):
+    if group := IN_A_GROUP.get(item.nodeid.removeprefix("tests/")):
+        return group
     if any(item.path.is_relative_to(directory) for directory in PROCESS_DIRECTORIES):
         module = item.path.relative_to(TESTS).as_posix()
         return next((group for group, modules in PROCESS_GROUPS.items() if module in modules), "processes-1")
@@ -61,6 +66,6 @@ def xdist_group(item):
 
 def hand_out_order(item):
     group = xdist_group(item)
-    if group is not None:
-        return 0, list(PROCESS_GROUPS).index(group)
-    return (1, 0) if any(item.nodeid.startswith(f"tests/{name}") for name in LONGEST) else (2, 0)
+    if group is not None:  # within a group, the tests that start processes first
+        return 0, list(PROCESS_GROUPS).index(group), item.nodeid.removeprefix("tests/") in IN_A_GROUP
+    return (1, 0, False) if any(item.nodeid.startswith(f"tests/{name}") for name in LONGEST) else (2, 0, False)
