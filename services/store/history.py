@@ -15,6 +15,7 @@ from typing import Callable, Iterable, NamedTuple, Optional
 
 import numpy as np
 from sqlalchemy import LargeBinary, case, null, select, type_coerce
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.store.models import LossChunk
@@ -165,34 +166,48 @@ def write(session: Session, job_id: uuid.UUID, points: Iterable[Point]) -> None:
             new.setdefault(p.step // CHUNK_STEPS, {}).setdefault(p.step, p)
     if not new:
         return
-    stored = {row.chunk: row for row in session.execute(
+    # Blocks not stored yet go in with one statement, stored ones left alone (ON CONFLICT DO NOTHING): a small
+    # job's whole history is one round trip. Only blocks already there (a re-run, a redelivery, a block filled
+    # over several writes) are then read and merged.
+    rows = [_block_row(job_id, chunk, by_step, None) for chunk, by_step in new.items()]
+    inserted = set(session.scalars(_insert_unless_stored(session).returning(LossChunk.chunk), rows))
+    if len(inserted) == len(new):
+        return
+    stored = session.execute(
         select(LossChunk.chunk, LossChunk.steps, LossChunk.loss, LossChunk.accuracy, LossChunk.lr)
-        .where(LossChunk.job_id == job_id, LossChunk.chunk.in_(new)))}
-    inserts, updates = [], []
-    for chunk, by_step in new.items():
-        old = stored.get(chunk)
-        old_steps = np.frombuffer(old.steps, INT) if old else EMPTY.steps
-        fresh = sorted(set(by_step) - set(old_steps.tolist()))
-        if not fresh:
-            continue
-        added = [by_step[step] for step in fresh]
-        columns = [np.array(fresh, INT),
-                   np.array([p.loss for p in added], FLOAT),
-                   np.array([_none_as_nan(p.accuracy) for p in added], FLOAT),
-                   np.array([_none_as_nan(p.lr) for p in added], FLOAT)]
-        if old:
-            columns = [np.concatenate([np.frombuffer(blob, column.dtype), column])
-                       for blob, column in zip((old.steps, old.loss, old.accuracy, old.lr), columns)]
-            order = np.argsort(columns[0], kind="stable")
-            columns = [column[order] for column in columns]
-        row = {"job_id": job_id, "chunk": chunk, "count": len(columns[0]),
-               **{name: column.tobytes() for name, column in zip(("steps", "loss", "accuracy", "lr"), columns)}}
-        (updates if old else inserts).append(row)
-    if inserts:
-        session.execute(LossChunk.__table__.insert(), inserts)
-    for row in updates:
-        session.execute(LossChunk.__table__.update()
-                        .where(LossChunk.job_id == row["job_id"], LossChunk.chunk == row["chunk"]).values(row))
+        .where(LossChunk.job_id == job_id, LossChunk.chunk.in_(set(new) - inserted)))
+    for old in stored:
+        row = _block_row(job_id, old.chunk, new[old.chunk], old)
+        if row is not None:
+            session.execute(LossChunk.__table__.update()
+                            .where(LossChunk.job_id == job_id, LossChunk.chunk == old.chunk).values(row))
+
+
+def _block_row(job_id: uuid.UUID, chunk: int, by_step: dict[int, Point], old) -> Optional[dict]:
+    """The `loss_chunks` row of block `chunk`: the points of `by_step` merged into `old` (a stored row, or None);
+    None when every one of those steps is stored already (the first write of a step wins)."""
+    old_steps = np.frombuffer(old.steps, INT) if old else EMPTY.steps
+    fresh = sorted(set(by_step) - set(old_steps.tolist()))
+    if not fresh:
+        return None
+    added = [by_step[step] for step in fresh]
+    columns = [np.array(fresh, INT),
+               np.array([p.loss for p in added], FLOAT),
+               np.array([_none_as_nan(p.accuracy) for p in added], FLOAT),
+               np.array([_none_as_nan(p.lr) for p in added], FLOAT)]
+    if old:
+        columns = [np.concatenate([np.frombuffer(blob, column.dtype), column])
+                   for blob, column in zip((old.steps, old.loss, old.accuracy, old.lr), columns)]
+        order = np.argsort(columns[0], kind="stable")
+        columns = [column[order] for column in columns]
+    return {"job_id": job_id, "chunk": chunk, "count": len(columns[0]),
+            **{name: column.tobytes() for name, column in zip(("steps", "loss", "accuracy", "lr"), columns)}}
+
+
+def _insert_unless_stored(session: Session):
+    """INSERT ... ON CONFLICT (job_id, chunk) DO NOTHING, in the session's dialect (PostgreSQL or SQLite)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(LossChunk.__table__).on_conflict_do_nothing(index_elements=["job_id", "chunk"])
 
 
 def _none_as_nan(x: Optional[float]) -> float:

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from core.spec import JobSpec
 from services.store import jobs
@@ -309,3 +309,31 @@ def test_full_blocks_partial_blocks_and_picked_points_read_alike(session):
             picked, total = jobs.get_loss_curve(session, job.id, pick, start=start, end=end)
             assert total == len(inside)
             assert list(picked) == [inside[i] for i in pick(np.empty(len(inside)))]
+
+
+def test_a_new_history_is_written_in_one_statement(session):
+    """The write that ends a small job's first run stores its history with one INSERT (blocks that do not exist
+    yet are not read first); steps written again, as a re-run does, are read and merged (the first write wins)."""
+    statements = []
+
+    def record(connection, cursor, statement, *_):
+        if "loss_chunks" in statement:
+            statements.append(statement.split()[0].upper())
+
+    job = new_job(session, steps=3)
+    token = claim(session, job)
+    points = [jobs.Point(s, 1 / (s + 1)) for s in range(3)]
+    event.listen(session.get_bind(), "before_cursor_execute", record)
+    try:
+        jobs.finish_job(session, job.id, token, "succeeded", points, 3, {"final_loss": 0.25}, "{}", None)
+        assert statements == ["INSERT"]
+        rerun = new_job(session, steps=3)
+        token = claim(session, rerun)
+        jobs.record_progress(session, rerun.id, token, points[:2], 2, 0.5)
+        statements.clear()
+        jobs.finish_job(session, rerun.id, token, "succeeded", [jobs.Point(1, 9.0), *points[2:]], 3,
+                        {"final_loss": 0.25}, "{}", None)
+        assert statements == ["INSERT", "SELECT", "UPDATE"]
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", record)
+    assert steps(session, rerun) == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
