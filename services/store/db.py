@@ -4,11 +4,12 @@ SQLite is tuned for several processes at once (API, worker, sweeper): WAL so rea
 never block the writer, a busy timeout instead of "database is locked", and every
 transaction begins IMMEDIATE so a read-then-write transaction waits for the write
 lock up front instead of failing when it upgrades."""
+import time
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Reads map the database file instead of copying each page through SQLite's page cache: a long history's
 # blocks (blobs spanning overflow pages) read ~2x faster (benchmarks/service.py). Address space, not memory.
 SQLITE_MMAP_BYTES = 256 * 2**20
+# A pooled PostgreSQL connection is pinged before use only when it sat idle this long: a worker or an API busy
+# with back-to-back transactions would otherwise pay a round trip ("SELECT 1") on every one of them.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 _engines: dict[str, Engine] = {}
@@ -30,8 +34,34 @@ def get_engine(url: str | None = None) -> Engine:
 def _engine_for(url: str) -> Engine:
     if url not in _engines:
         sqlite = make_url(url).get_backend_name() == "sqlite"
-        _engines[url] = _sqlite_engine(url) if sqlite else create_engine(url, pool_pre_ping=True)
+        _engines[url] = _sqlite_engine(url) if sqlite else _server_engine(url)
     return _engines[url]
+
+
+def _server_engine(url: str) -> Engine:
+    """SQLAlchemy's pool_pre_ping, but only for connections idle over PING_AFTER_IDLE_SECONDS: those are the
+    ones a server restart or an idle timeout may have closed; one just used is not pinged again. A dead one is
+    replaced, with every connection pooled before it, as pre-ping does. (One that died within the last second
+    fails its first statement instead: callers retry on OperationalError or answer 503.)"""
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from_now(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # fresh, or just used
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as e:
+            if engine.dialect.is_disconnect(e, dbapi_connection, None):
+                raise exc.InvalidatePoolError(f"connection lost while idle: {e}") from e
+            raise
+
+    return engine
 
 
 def forget_connections_after_fork() -> None:
