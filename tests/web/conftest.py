@@ -1,6 +1,8 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real service
 (`python -m services.embedded`: uvicorn serving the API and a real Celery worker) with API keys required.
-One service and one browser for the whole session; each test gets a fresh page."""
+One service and one browser for the module (not the session: Playwright's sync API keeps an asyncio loop
+running in the thread while it is open, so a test run after these on the same pytest-xdist worker could
+not call asyncio.run); each test gets a fresh page."""
 import os
 import shutil
 import sys
@@ -23,7 +25,7 @@ def chromium_path():
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     path = chromium_path()
     if path is None:
@@ -66,7 +68,7 @@ class Service:
         return wait_for_final(self.http, list(job_ids), timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def service(tmp_path_factory, browser):
     """The embedded service on a free port, keys required, and one key for the tests (owner 'browser')."""
     tmp = tmp_path_factory.mktemp("web")
