@@ -15,6 +15,7 @@ from starlette.routing import Match
 from services.api.authentication import AuthenticateFirst
 from services.api.body_limit import BodySizeLimit
 from services.api.deps import each_query_value_once
+from services.api.docs import add_redoc
 from services.api.inference import InferenceSlots, ModelCache
 from services.api.rate_limit import SlidingWindowLimiter
 from services.api.metrics import instrument
@@ -34,12 +35,14 @@ def create_app() -> FastAPI:
     settings = get_settings()  # the same object the store reads (database, key secret)
     refuse_default_secret(settings)
     # /docs and /redoc with Swagger UI's and ReDoc's files served from the fastapi-offline package, not a
-    # CDN; no online validator badge either (Swagger UI would fetch it from validator.swagger.io).
+    # CDN; no online validator badge either (Swagger UI would fetch it from validator.swagger.io), and
+    # our own /redoc, whose script asks no CDN for its footer logo (services/api/docs.py).
     app = FastAPIOffline(title="micrograd service", version="1.0",
                          description="Train small neural nets on a scalar autograd engine. "
                                      "Authenticate with `Authorization: Bearer <key>`.",
                          static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None},
-                         dependencies=[Depends(each_query_value_once)])
+                         dependencies=[Depends(each_query_value_once)], redoc_url=None)
+    add_redoc(app, DOCS_ASSETS_URL)
     app.state.settings = settings
     use_json_logs_if_asked()
     app.state.rate_limiter = SlidingWindowLimiter(settings.RATE_LIMIT_PER_MINUTE)
