@@ -4,7 +4,6 @@ SQLite holds the jobs, a second SQLite file is the broker (kombu's SQLAlchemy tr
 and two processes do the work: uvicorn serving the API, and a real Celery worker that
 trains (training is CPU-bound Python; it must never slow the API down). Jobs queued before
 a restart run after it: the worker's sweeper sends again what the broker will not."""
-import ipaddress
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from alembic.config import Config
 
 from core.graph import auto_renderer
 from services import queue
+from services.api.safe_defaults import is_loopback
 from services.config import get_settings
 from services.redact import mask_passwords
 
@@ -54,15 +54,6 @@ def refuse_open_access_beyond_loopback(settings) -> None:
         sys.exit(f"refusing to serve on {settings.HOST} without API keys: the embedded default runs open "
                  f"on 127.0.0.1 only (set AUTH_REQUIRED=true and create keys with `python -m services.cli "
                  f"keys create --owner NAME` to serve beyond this machine)")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def announce(settings) -> None:

@@ -55,7 +55,8 @@ class Api:
 
     def __init__(self, url, key):
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # X-Requested-With: a server without keys refuses a bodiless POST (cancel, rerun) without it
+        headers = {"X-Requested-With": "mgs-cli", **({"Authorization": f"Bearer {key}"} if key else {})}
         try:
             self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
         except (httpx.InvalidURL, ValueError) as e:

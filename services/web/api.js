@@ -1,5 +1,8 @@
-// Every request the page makes: same origin, with the stored key as a Bearer header.
+// Every request the page makes: same origin, with the stored key as a Bearer header, and X-Requested-With,
+// without which a server that runs without keys refuses a POST or DELETE that has no JSON body (a web page of
+// another site cannot send that header without the server's consent).
 const KEY = "mgs.apiKey";
+const MARKER = {"X-Requested-With": "mgs-dashboard"};
 
 export const key = {
   get: () => localStorage.getItem(KEY) || "",
@@ -24,7 +27,7 @@ function describe(detail) {
 
 export function headers(extra = {}) {
   const k = key.get();
-  return k ? {...extra, Authorization: `Bearer ${k}`} : extra;
+  return k ? {...MARKER, ...extra, Authorization: `Bearer ${k}`} : {...MARKER, ...extra};
 }
 
 export async function request(path, {method = "GET", body, signal, accept = "json"} = {}) {

@@ -55,8 +55,8 @@ def test_a_50_mb_upload_to_the_real_server_is_413_long_before_it_is_sent(make_cl
     host, port = url.removeprefix("http://").split(":")
     sent, reply = 0, b""
     with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(b"POST /jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n")
+        connection.sendall(b"POST /jobs HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n" % (host.encode(), port.encode()))
         try:
             while sent < 50 * 2**20 and not select.select([connection], [], [], 0)[0]:
                 connection.sendall(b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK))

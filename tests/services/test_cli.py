@@ -305,6 +305,18 @@ def test_rerun_export_and_delete(server, key, capsys, tmp_path, monkeypatch):
     assert [j["id"] for j in json.loads(mgs(capsys, "list", "--json").out)["items"]] == [again["id"]]
 
 
+@sqlite_only
+def test_without_keys_cancel_and_delete_get_through(make_client, serve, capsys, tmp_path, monkeypatch):
+    """An open server (the embedded default) refuses a bodiless POST and a DELETE that carry no
+    X-Requested-With, as a cross-site form's would; the CLI sends it on every request."""
+    monkeypatch.setenv("SERVICE_URL", serve(make_client().app))  # AUTH_REQUIRED=false; jobs stay queued
+    monkeypatch.delenv("API_KEY", raising=False)
+    job_id = mgs(capsys, "submit", spec_file(tmp_path)).out.strip()
+    assert mgs(capsys, "cancel", job_id).out.strip() == f"{job_id}: cancelled"
+    assert f"deleted job {job_id}" in mgs(capsys, "delete", job_id, "--yes").err
+    assert "404" in mgs(capsys, "show", job_id, code=API_ERROR).err
+
+
 @pytest.fixture
 def trial_worker(make_client, serve, monkeypatch):
     """The API on a real port and a worker thread that plays each trial sent (a short pause, a history,

@@ -55,9 +55,10 @@ def environment(**values):
 
 
 class Service:
-    def __init__(self, url, key):
+    def __init__(self, url, key=None):
         self.url, self.key = url, key
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        headers = {"Authorization": f"Bearer {key}"} if key else {"X-Requested-With": "mgs-tests"}  # (open mode)
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
 
     def submit(self, spec):
         response = self.http.post("/jobs", json=spec)
@@ -68,26 +69,41 @@ class Service:
         return wait_for_final(self.http, list(job_ids), timeout)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, browser):
-    """The embedded service on a free port, keys required, and one key for the tests (owner 'browser')."""
-    tmp = tmp_path_factory.mktemp("web")
+@contextmanager
+def embedded_service(tmp, auth_required):
+    """`python -m services.embedded` (API + worker) on a free port; yields (base URL, environment)."""
     port = free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "PORT": str(port),
            "DATABASE_URL": f"sqlite:///{tmp / 'service.db'}", "BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}",
-           "AUTH_REQUIRED": "true", "API_KEY_SECRET": "browser-test-secret", "RATE_LIMIT_PER_MINUTE": "100000",
-           "AUTH_FAILURES_PER_MINUTE": "100000"}  # the keyless pages poll and are refused all session
+           "AUTH_REQUIRED": str(auth_required).lower(), "API_KEY_SECRET": "browser-test-secret",
+           "RATE_LIMIT_PER_MINUTE": "100000",
+           "AUTH_FAILURES_PER_MINUTE": "100000"}  # the keyless pages poll and are refused all along
     process = Process("embedded", [sys.executable, "-m", "services.embedded"], env, tmp)
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", [process])
+        yield f"http://127.0.0.1:{port}", env
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, browser):
+    """The embedded service on a free port, keys required, and one key for the tests (owner 'browser')."""
+    with embedded_service(tmp_path_factory.mktemp("web"), auth_required=True) as (url, env):
         with environment(DATABASE_URL=env["DATABASE_URL"], API_KEY_SECRET=env["API_KEY_SECRET"]):
             from services.store import db, keys
             with db.session_scope() as session:
                 key = keys.create_api_key(session, "browser")
             db.get_engine().dispose()
-        yield Service(f"http://127.0.0.1:{port}", key)
-    finally:
-        process.stop()
+        yield Service(url, key)
+
+
+@pytest.fixture(scope="module")
+def open_service(tmp_path_factory, browser):
+    """The embedded default as `make run` starts it: no keys (an open server answers only on loopback, to a
+    loopback Host, and changes state only with a JSON body or X-Requested-With)."""
+    with embedded_service(tmp_path_factory.mktemp("web-open"), auth_required=False) as (url, _):
+        yield Service(url)
 
 
 class Page:
@@ -109,23 +125,43 @@ class Page:
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
+@contextmanager
+def fresh_page(browser, service, key=None):
+    """A page of a new browser context, holding `key` as the key form stores it (localStorage) if given."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    if key:
+        context.add_init_script(f"localStorage.setItem('mgs.apiKey', {key!r})")
+    wrapped = Page(context, service)
+    try:
+        yield wrapped
+    finally:
+        context.close()
+
+
+def assert_clean(wrapped):
+    assert not wrapped.errors, f"console errors: {wrapped.errors}"
+    foreign = [url for url in wrapped.requests if not url.startswith((wrapped.service.url + "/", "blob:", "data:"))]
+    assert not foreign, f"requests that left 127.0.0.1: {foreign}"
+
+
 @pytest.fixture
 def page(browser, service):
-    """A page that already holds the key, as the key form stores it (localStorage)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(f"localStorage.setItem('mgs.apiKey', {service.key!r})")
-    wrapped = Page(context, service)
-    yield wrapped
-    context.close()
-    assert not wrapped.errors, f"console errors: {wrapped.errors}"
-    foreign = [url for url in wrapped.requests if not url.startswith((service.url + "/", "blob:", "data:"))]
-    assert not foreign, f"requests that left 127.0.0.1: {foreign}"
+    """A page that already holds the key."""
+    with fresh_page(browser, service, service.key) as wrapped:
+        yield wrapped
+    assert_clean(wrapped)
+
+
+@pytest.fixture
+def open_page(browser, open_service):
+    """A page of the open server (no key: none is needed)."""
+    with fresh_page(browser, open_service) as wrapped:
+        yield wrapped
+    assert_clean(wrapped)
 
 
 @pytest.fixture
 def blank_page(browser, service):
     """A page of a context without the key."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    wrapped = Page(context, service)
-    yield wrapped
-    context.close()
+    with fresh_page(browser, service) as wrapped:
+        yield wrapped

@@ -97,6 +97,30 @@ def test_the_runs_table_compares_two_runs_and_back_and_forward_work(page, servic
     assert service.http.get(f"/jobs/{copy}").status_code == 404
 
 
+def test_without_keys_the_page_cancels_reruns_and_deletes(open_page, open_service):
+    """The embedded default (no keys) refuses a POST or DELETE with neither a JSON body nor X-Requested-With
+    (a cross-site form could send it); the page's own bodiless DELETE must still go through."""
+    long_run = {"model": {"layers": [8, 1]}, "steps": 100000, "record": {"graph_svg": False}}
+    first = open_service.submit(long_run)
+    p = open_page.page
+    open_page.goto(f"/runs/{first}")
+    p.click("button:has-text('Cancel')")  # POST /jobs/{id}/cancel
+    p.wait_for_selector(".status-cancelled", timeout=60_000)
+    p.click("button:has-text('Re-run')")  # POST /jobs/{id}/rerun
+    p.wait_for_function("(first) => /^#\\/runs\\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.includes(first)",
+                        arg=first)
+    copy = p.evaluate("location.hash").split("/")[-1]
+    p.wait_for_selector(".kv")
+    p.click("button:has-text('Cancel')")
+    p.wait_for_selector(".status-cancelled", timeout=60_000)
+    p.once("dialog", lambda dialog: dialog.accept())
+    p.click("button:has-text('Delete')")  # DELETE /jobs/{id}: no body
+    wait_for_hash(p, "^#/runs$")
+    assert open_service.http.get(f"/jobs/{copy}").status_code == 404
+    assert open_service.http.get(f"/jobs/{first}").json()["status"] == "cancelled"
+    assert not p.locator("#banner:not([hidden])").count()
+
+
 def test_the_seed_graph_pans_zooms_searches_and_hovers_with_keys_required(page, service):
     job_id = service.submit(json.loads((REPO / "examples/seed.json").read_text()))
     p = page.page
