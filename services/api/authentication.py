@@ -39,7 +39,8 @@ LOCAL_OWNER = "local"  # the owner of keyless requests on an open server
 IPV6_PREFIX = 64  # one host (or one customer) commonly holds a whole /64
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
                           "/redoc"})
-PUBLIC_PREFIXES = ("/web", "/docs-assets")  # the dashboard's files; Swagger UI's and ReDoc's
+# the dashboard's files; Swagger UI's and ReDoc's; our copy of ReDoc's script (services/api/docs.py)
+PUBLIC_PREFIXES = ("/web", "/docs-assets", "/docs-redoc")
 
 
 def is_public(path: str) -> bool:

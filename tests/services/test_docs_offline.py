@@ -16,7 +16,9 @@ REMOTE_SOURCE = re.compile(r"""\bsrc\s*[:=]\s*["'`](?:https?:)?//[^"'`]*""")
     ("/docs", {"swagger-ui-bundle.js": "javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}),
     ("/redoc", {"redoc.standalone.js": "javascript", "favicon.png": "image/png"}),
 ])
-def test_the_docs_pages_load_everything_from_this_server(client, page, assets):
+@pytest.mark.parametrize("auth_required", ["false", "true"])  # (the pages and their files need no key)
+def test_the_docs_pages_load_everything_from_this_server(make_client, page, assets, auth_required):
+    client = make_client(AUTH_REQUIRED=auth_required)
     response = client.get(page)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     html = response.text
