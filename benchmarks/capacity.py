@@ -52,7 +52,7 @@ def simulated_worker(database_url, seconds, results):
                 timings["batch"].append(time.perf_counter() - t)
             t = time.perf_counter()
             jobs.finish_job(session, job.id, token, "succeeded", [], STEPS_PER_JOB, {"final_loss": 0.001},
-                            '{"params": []}', None)
+                            '{"params": []}')
             timings["finish"].append(time.perf_counter() - t)
             done += 1
     results.put((done, {k: statistics.median(v) * 1000 for k, v in timings.items() if v}))
@@ -102,7 +102,7 @@ def read_history(database_url, size, repeats):
         job = jobs.create_job(session, "load", JobSpec(steps=size))
         token = jobs.claim_job(session, job.id, stale_after=60, max_attempts=3)
         jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(s, 1.0 / (1 + s)) for s in range(size)],
-                        size, {"final_loss": 0.1}, None, None)
+                        size, {"final_loss": 0.1}, None)
         samples = []
         for _ in range(repeats):
             t = time.perf_counter()

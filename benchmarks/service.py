@@ -170,7 +170,7 @@ with session_scope() as session:
     for start in range(0, {size}, 10_000):  # beating as a worker does, or the sweeper hands the job to one
         jobs.heartbeat(session, job.id, token)
         jobs.record_progress(session, job.id, token, points[start:start + 10_000], start + 10_000, 0.5)
-    jobs.finish_job(session, job.id, token, "succeeded", [], {size}, {{"final_loss": 0.5}}, None, None)
+    jobs.finish_job(session, job.id, token, "succeeded", [], {size}, {{"final_loss": 0.5}}, None)
 print(job.id)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -326,11 +326,9 @@ def record_progress(session: Session, job_id, token: str, points: Iterable[Point
 
 
 def finish_job(session: Session, job_id, token: str, status: str, points: Iterable[Point], steps_done: int,
-               metrics: dict, params_json: Optional[str], graph_svg: Optional[str], *,
-               graph_error: Optional[str] = None, phase_seconds: Optional[dict] = None,
+               metrics: dict, params_json: Optional[str], *, phase_seconds: Optional[dict] = None,
                graph_pending: bool = False) -> Optional[dict]:
-    """Final results and the status change (succeeded or cancelled), in one transaction; graph_error
-    says why a job whose spec asked for a graph has none (the renderer's message). `phase_seconds` gets
+    """Final results and the status change (succeeded or cancelled), in one transaction. `phase_seconds` gets
     its `save` phase extended by this write up to its commit (the commit itself is not counted).
     graph_pending: the job succeeds now and this run draws its graph next (`store_graph`): it keeps the
     claim and the heartbeat until then, so that a run that dies while drawing is noticed and redone.
@@ -340,22 +338,17 @@ def finish_job(session: Session, job_id, token: str, status: str, points: Iterab
     graph = {}
     if status == "succeeded" and graph_pending:
         graph = {"graph_status": "pending", "graph_attempts": 1, "heartbeat_at": utcnow()}
-    elif status == "succeeded" and (graph_svg is not None or graph_error is not None):
-        graph = {"graph_status": "ready" if graph_svg is not None else "failed"}
     started = time.perf_counter()
     _insert_points(session, job_id, points)
-    artifacts = [{"job_id": _as_uuid(job_id), "kind": kind, "content": content}
-                 for kind, content in (("params", params_json), ("graph_svg", graph_svg)) if content is not None]
-    if artifacts:
-        session.execute(insert(Artifact), artifacts)
+    if params_json is not None:
+        session.execute(insert(Artifact), [{"job_id": _as_uuid(job_id), "kind": "params", "content": params_json}])
     if phase_seconds is not None:
         phase_seconds = {**phase_seconds, "save": phase_seconds.get("save", 0.0) + time.perf_counter() - started}
     final_loss = _finite(metrics.get("final_loss"))
     # The job row last, in one statement: if this run no longer owns the job, the rollback takes back the
     # rows above too (only the owner's writes ever commit; see history.py).
     _end(session, job_id, token, status=status, progress_step=steps_done, latest_loss=final_loss,
-         final_loss=final_loss, metrics=_json_safe(metrics), graph_error=graph_error, phase_seconds=phase_seconds,
-         **graph)
+         final_loss=final_loss, metrics=_json_safe(metrics), phase_seconds=phase_seconds, **graph)
     session.commit()
     return phase_seconds
 

@@ -117,7 +117,7 @@ def _train_and_save(job_id, token: str, settings, claim, phases: dict):
     graph_pending = status == "succeeded" and result.draw_graph is not None
     phases = {**phases, **result.timings, "save": time.perf_counter() - started}
     phases = _with_retries(lambda session: jobs.finish_job(
-        session, job_id, token, status, points, progress.steps_done, result.metrics, params, None,
+        session, job_id, token, status, points, progress.steps_done, result.metrics, params,
         phase_seconds=phases, graph_pending=graph_pending))  # (with the final write in `save`)
     metrics.observe(status, progress.steps_done, phases)
     return status, (result.draw_graph, progress.deadline, phases) if graph_pending else None
@@ -175,7 +175,7 @@ def _cancel(job_id, token: str, progress) -> str:
     metrics = {"final_loss": progress.latest_loss, "accuracy": None, "val_loss": None, "val_accuracy": None,
                "steps_done": progress.steps_done}
     _with_retries(lambda session: jobs.finish_job(session, job_id, token, "cancelled", points, progress.steps_done,
-                                                  metrics, None, None))
+                                                  metrics, None))
     return "cancelled"
 
 

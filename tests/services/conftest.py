@@ -145,16 +145,20 @@ def auth(key):
 
 def finish_job(job_id, losses=(0.5, 0.25), svg="<svg xmlns='http://www.w3.org/2000/svg'/>", params=None,
                graph_error=None):
-    """Play the worker: claim the job, write its history and results, mark it succeeded.
-    Returns the parameters it stored (by default an MLP(3, [4, 4, 1]) as the seed spec trains)."""
+    """Play the worker: claim the job, write its history and results, mark it succeeded, then, as the worker
+    draws the graph after the results, store `svg` (or why there is none, `graph_error`); neither: no graph
+    was asked for. Returns the parameters it stored (by default an MLP(3, [4, 4, 1]) as the seed spec trains)."""
     params = params or MLP(3, [4, 4, 1], seed=1).to_json()
+    drawn = svg is not None or graph_error is not None
     with db.session_scope() as session:
         token = run_job(session, job_id, losses)
-        job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=len(losses),
-                             metrics={"final_loss": losses[-1], "accuracy": None, "val_loss": None,
-                                      "val_accuracy": None, "steps_done": len(losses)},
-                             params_json=json.dumps(params), graph_svg=svg, graph_error=graph_error,
-                             phase_seconds={"queue_wait": 0.002, "steps": 0.25})
+        phases = job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=len(losses),
+                                      metrics={"final_loss": losses[-1], "accuracy": None, "val_loss": None,
+                                               "val_accuracy": None, "steps_done": len(losses)},
+                                      params_json=json.dumps(params), graph_pending=drawn,
+                                      phase_seconds={"queue_wait": 0.002, "steps": 0.25})
+        if drawn:
+            assert job_store.store_graph(session, job_id, token, svg, graph_error, {**phases, "graph": 0.125})
     return params
 
 

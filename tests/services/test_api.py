@@ -205,7 +205,7 @@ def test_a_graph_being_drawn_is_202_saying_so_with_retry_after_then_the_svg(clie
     assert client.get(f"/jobs/{job_id}").json()["graph"] == "pending"  # queued: to be drawn when it succeeds
     with db.session_scope() as session:
         token = run_job(session, job_id, (0.5,))
-        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}", None,
+        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}",
                              graph_pending=True)
     job = client.get(f"/jobs/{job_id}").json()
     assert (job["status"], job["graph"]) == ("succeeded", "pending")
@@ -233,7 +233,7 @@ def test_a_graph_cancelled_while_being_drawn_is_404_saying_so(client):
     job_id = submit(client)
     with db.session_scope() as session:
         token = run_job(session, job_id, (0.5,))
-        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}", None,
+        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}",
                              graph_pending=True)
     assert client.post(f"/jobs/{job_id}/cancel").json()["status"] == "succeeded"
     with db.session_scope() as session:

@@ -16,7 +16,7 @@ def long_job(client):
         token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
         points = [job_store.Point(s, 99.0 if s == SPIKE_STEP else 1.0 / (1 + s), None, 0.1) for s in range(LONG)]
         job_store.finish_job(session, job_id, token, "succeeded", points, steps_done=LONG,
-                             metrics={"final_loss": points[-1].loss}, params_json=None, graph_svg=None)
+                             metrics={"final_loss": points[-1].loss}, params_json=None)
     return job_id
 
 

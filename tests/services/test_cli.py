@@ -90,7 +90,7 @@ def finish_with_the_graph_still_being_drawn(job_id):
     """Play a worker that has saved the results and is drawing the graph; returns its claim token."""
     with db.session_scope() as session:
         token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
-        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}", None,
+        job_store.finish_job(session, job_id, token, "succeeded", [], 1, {"final_loss": 0.5}, "{}",
                              graph_pending=True)
     return token
 
@@ -236,8 +236,7 @@ def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, m
                     job_store.record_progress(session, job_id, token, [job_store.Point(step, 1 / (step + 1), 0.1)],
                                               steps_done=step + 1, latest_loss=1 / (step + 1))
                 job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=STEPS,
-                                     metrics={"final_loss": 1 / STEPS, "steps_done": STEPS}, params_json=None,
-                                     graph_svg=None)
+                                     metrics={"final_loss": 1 / STEPS, "steps_done": STEPS}, params_json=None)
         workers.append(threading.Thread(target=work))
         workers[-1].start()
     monkeypatch.setattr(queue, "enqueue", slow_worker)

@@ -12,7 +12,7 @@ def write_history(job_id, points):
         token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
         job_store.finish_job(session, job_id, token, "succeeded",
                              [job_store.Point(step=s, loss=loss) for s, loss in points.items()],
-                             steps_done=max(points) + 1, params_json=None, graph_svg=None,
+                             steps_done=max(points) + 1, params_json=None,
                              metrics={"final_loss": points[max(points)], "steps_done": max(points) + 1})
 
 

@@ -10,8 +10,8 @@ def finish(job_id, **metrics):
     with db.session_scope() as session:
         token = run_job(session, job_id, [1.0])
         job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=1, params_json=None,
-                             graph_svg=None, metrics={"final_loss": 0.5, "accuracy": None, "val_loss": None,
-                                                      "val_accuracy": None, "steps_done": 1, **metrics})
+                             metrics={"final_loss": 0.5, "accuracy": None, "val_loss": None,
+                                      "val_accuracy": None, "steps_done": 1, **metrics})
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -113,7 +113,7 @@ def test_claims_and_heartbeats_do_not_wait_for_the_disk_but_history_and_results_
         assert seen == ["SET async", "UPDATE"]
         seen.clear()
         jobs.record_progress(session, job.id, token, [jobs.Point(0, 1.0)], 1, 1.0)
-        jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(1, 0.5)], 2, {"final_loss": 0.5}, "{}", None)
+        jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(1, 0.5)], 2, {"final_loss": 0.5}, "{}")
         assert "SET async" not in seen and seen
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", note)
@@ -128,7 +128,7 @@ def test_a_stale_run_is_reclaimed_and_the_old_run_cannot_write(session):
     with pytest.raises(jobs.Superseded):
         jobs.record_progress(session, job.id, old, [jobs.Point(0, 9.0)], 1, 9.0)
     with pytest.raises(jobs.Superseded):
-        jobs.finish_job(session, job.id, old, "succeeded", [], 1, {"final_loss": 9.0}, "{}", None)
+        jobs.finish_job(session, job.id, old, "succeeded", [], 1, {"final_loss": 9.0}, "{}")
     with pytest.raises(jobs.Superseded):
         jobs.fail_job(session, job.id, old, "boom")
     assert not jobs.heartbeat(session, job.id, old)
@@ -191,7 +191,8 @@ def test_finishing_stores_results_and_status_together(session):
     token = claim(session, job)
     metrics = {"final_loss": 0.125, "accuracy": None, "val_loss": None, "val_accuracy": None, "steps_done": 2}
     jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(0, 0.5), jobs.Point(1, 0.125)], 2,
-                    metrics, '{"nin": 3}', "<svg/>")
+                    metrics, '{"nin": 3}', graph_pending=True)
+    assert jobs.store_graph(session, job.id, token, "<svg/>", None)
     loaded = jobs.get_job(session, job.id)
     assert (loaded.status, loaded.final_loss, loaded.metrics, loaded.progress_step) == ("succeeded", 0.125,
                                                                                          metrics, 2)
@@ -225,7 +226,7 @@ def test_cancelling_a_running_job_asks_the_worker_to_stop(session):
     assert jobs.cancel_job(session, job.id).status == "running"
     assert claim(session, job, stale_after=STALE_NOW) is None  # were its worker dead, it is not run again
     assert jobs.record_progress(session, job.id, token, [], 1, 1.0) is True
-    jobs.finish_job(session, job.id, token, "cancelled", [], 1, {"final_loss": 1.0}, None, None)
+    jobs.finish_job(session, job.id, token, "cancelled", [], 1, {"final_loss": 1.0}, None)
     assert jobs.cancel_job(session, job.id).status == "cancelled"
 
 
@@ -325,14 +326,14 @@ def test_a_new_history_is_written_in_one_statement(session):
     points = [jobs.Point(s, 1 / (s + 1)) for s in range(3)]
     event.listen(session.get_bind(), "before_cursor_execute", record)
     try:
-        jobs.finish_job(session, job.id, token, "succeeded", points, 3, {"final_loss": 0.25}, "{}", None)
+        jobs.finish_job(session, job.id, token, "succeeded", points, 3, {"final_loss": 0.25}, "{}")
         assert statements == ["INSERT"]
         rerun = new_job(session, steps=3)
         token = claim(session, rerun)
         jobs.record_progress(session, rerun.id, token, points[:2], 2, 0.5)
         statements.clear()
         jobs.finish_job(session, rerun.id, token, "succeeded", [jobs.Point(1, 9.0), *points[2:]], 3,
-                        {"final_loss": 0.25}, "{}", None)
+                        {"final_loss": 0.25}, "{}")
         assert statements == ["INSERT", "SELECT", "UPDATE"]
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", record)

@@ -40,7 +40,7 @@ def play_trial(job_id, losses, metrics=None, status="succeeded"):
         job_store.finish_job(session, job_id, token, status, [], steps_done=len(losses),
                              metrics={"final_loss": losses[-1], "accuracy": None, "val_loss": None,
                                       "val_accuracy": None, "steps_done": len(losses), **(metrics or {})},
-                             params_json="{}" if status == "succeeded" else None, graph_svg=None)
+                             params_json="{}" if status == "succeeded" else None)
 
 
 def report_more(job_id, losses, start):
