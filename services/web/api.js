@@ -25,6 +25,22 @@ function describe(detail) {
   return JSON.stringify(detail);
 }
 
+// A 401: the key is missing, wrong or revoked. The shell stops the view (and with it every poll, which the
+// server would only refuse again and count as failed attempts) and asks for a key.
+export function refused(detail) {
+  window.dispatchEvent(new CustomEvent("mgs:unauthorized", {detail}));
+}
+
+// The error for a response that is not ok, with the server's JSON detail; a 401 also goes to refused(),
+// unless the view that asked is gone by now (its refusal is no news about the key the page holds now).
+export async function failure(response, signal) {
+  let detail = response.statusText;
+  try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
+  if (signal?.aborted) return new DOMException("the view was left", "AbortError");
+  if (response.status === 401) refused(detail);
+  return new ApiError(response.status, detail);
+}
+
 export function headers(extra = {}) {
   const k = key.get();
   return k ? {...MARKER, ...extra, Authorization: `Bearer ${k}`} : {...MARKER, ...extra};
@@ -34,12 +50,7 @@ export async function request(path, {method = "GET", body, signal, accept = "jso
   const init = {method, signal, headers: headers(body === undefined ? {} : {"Content-Type": "application/json"})};
   if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
   const response = await fetch(path, init);
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
-    if (response.status === 401) window.dispatchEvent(new CustomEvent("mgs:unauthorized", {detail}));
-    throw new ApiError(response.status, detail);
-  }
+  if (!response.ok) throw await failure(response, signal);
   if (accept === "text") return response.text();
   if (response.status === 204) return null;
   return response.json();

@@ -2,7 +2,7 @@
 // #/new, #/queue), so every view has its own URL and back/forward work.
 import { key } from "./api.js";
 import { h } from "./dom.js";
-import { banner } from "./shell.js";
+import { askForKey, banner, keyGiven } from "./shell.js";
 import { renderRuns } from "./views/runs.js";
 import { renderRun } from "./views/run.js";
 import { renderGraph } from "./views/graph.js";
@@ -25,11 +25,15 @@ const ROUTES = [
 const main = document.getElementById("main");
 let cleanup = null;
 
+function stop() {
+  cleanup?.();
+  cleanup = null;
+}
+
 export function route() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
-  cleanup?.();
-  cleanup = null;
+  stop();
   banner("");
   for (const [pattern, nav, render] of ROUTES) {
     const match = path.match(pattern);
@@ -45,16 +49,26 @@ export function route() {
                                                             h("a", {href: "#/runs"}, "Back to the runs")));
 }
 
+// A 401 (no key, a wrong or a revoked one) stops the view, so that nothing polls a server that refuses
+// every request (and counts each as a failed attempt against this address, good keys' requests included
+// past the limit), and asks for a key; a key given here or in the header starts the view again.
 function setUpKey() {
   const input = document.getElementById("key");
   input.value = key.get();
+  const useKey = (value) => {
+    key.set(value);
+    input.value = value;
+    keyGiven();
+    route();
+  };
   document.getElementById("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    key.set(input.value.trim());
-    route();
+    useKey(input.value.trim());
   });
-  window.addEventListener("mgs:unauthorized", (event) =>
-    banner(`The server refused the request (${event.detail}). Enter an API key above and press Save.`));
+  window.addEventListener("mgs:unauthorized", (event) => {
+    stop();
+    askForKey(event.detail, Boolean(key.get()), useKey);
+  });
 }
 
 setUpKey();

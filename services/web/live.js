@@ -1,6 +1,6 @@
 // Follow a running job: Server-Sent Events from GET /jobs/{id}/events, read with fetch (EventSource
 // cannot send the Authorization header), resumed with Last-Event-ID; polling when the stream fails.
-import { ApiError, get, headers, q } from "./api.js";
+import { ApiError, failure, get, headers, q } from "./api.js";
 
 const POLL_MS = 1000;
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -36,7 +36,8 @@ async function stream(jobId, state, handlers, signal) {
   const extra = {Accept: "text/event-stream"};
   if (state.lastStep !== null && state.lastStep !== undefined) extra["Last-Event-ID"] = String(state.lastStep);
   const response = await fetch(`/jobs/${q(jobId)}/events`, {headers: headers(extra), signal});
-  if (!response.ok || !response.body) throw new ApiError(response.status, response.statusText);
+  if (!response.ok) throw await failure(response, signal);
+  if (!response.body) throw new ApiError(response.status, "no body");
   handlers.mode?.("live");
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

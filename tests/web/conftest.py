@@ -55,10 +55,30 @@ def environment(**values):
 
 
 class Service:
-    def __init__(self, url, key=None):
-        self.url, self.key = url, key
+    def __init__(self, url, env, key=None):
+        self.url, self.env, self.key = url, env, key
         headers = {"Authorization": f"Bearer {key}"} if key else {"X-Requested-With": "mgs-tests"}  # (open mode)
         self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
+
+    @contextmanager
+    def keys(self):
+        """(session, services.store.keys) on the service's database."""
+        with environment(DATABASE_URL=self.env["DATABASE_URL"], API_KEY_SECRET=self.env["API_KEY_SECRET"]):
+            from services.store import db, keys
+            try:
+                with db.session_scope() as session:
+                    yield session, keys
+            finally:
+                db.get_engine().dispose()
+
+    def create_key(self, name, owner="browser"):
+        with self.keys() as (session, keys):
+            return keys.create_api_key(session, owner, name)
+
+    def revoke_key(self, name):
+        with self.keys() as (session, keys):
+            (key,) = [k for k in keys.list_api_keys(session) if k.name == name]
+            assert keys.revoke_api_key(session, key.id)
 
     def submit(self, spec):
         response = self.http.post("/jobs", json=spec)
@@ -76,8 +96,7 @@ def embedded_service(tmp, auth_required):
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "PORT": str(port),
            "DATABASE_URL": f"sqlite:///{tmp / 'service.db'}", "BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}",
            "AUTH_REQUIRED": str(auth_required).lower(), "API_KEY_SECRET": "browser-test-secret",
-           "RATE_LIMIT_PER_MINUTE": "100000",
-           "AUTH_FAILURES_PER_MINUTE": "100000"}  # the keyless pages poll and are refused all along
+           "RATE_LIMIT_PER_MINUTE": "100000"}
     process = Process("embedded", [sys.executable, "-m", "services.embedded"], env, tmp)
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", [process])
@@ -90,20 +109,17 @@ def embedded_service(tmp, auth_required):
 def service(tmp_path_factory, browser):
     """The embedded service on a free port, keys required, and one key for the tests (owner 'browser')."""
     with embedded_service(tmp_path_factory.mktemp("web"), auth_required=True) as (url, env):
-        with environment(DATABASE_URL=env["DATABASE_URL"], API_KEY_SECRET=env["API_KEY_SECRET"]):
-            from services.store import db, keys
-            with db.session_scope() as session:
-                key = keys.create_api_key(session, "browser")
-            db.get_engine().dispose()
-        yield Service(url, key)
+        service = Service(url, env)
+        key = service.create_key(None)
+        yield Service(url, env, key)
 
 
 @pytest.fixture(scope="module")
 def open_service(tmp_path_factory, browser):
     """The embedded default as `make run` starts it: no keys (an open server answers only on loopback, to a
     loopback Host, and changes state only with a JSON body or X-Requested-With)."""
-    with embedded_service(tmp_path_factory.mktemp("web-open"), auth_required=False) as (url, _):
-        yield Service(url)
+    with embedded_service(tmp_path_factory.mktemp("web-open"), auth_required=False) as (url, env):
+        yield Service(url, env)
 
 
 class Page:

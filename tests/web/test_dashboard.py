@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.processes import REPO
+from tests.web.conftest import fresh_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -172,6 +173,83 @@ def test_the_page_asks_for_a_key_and_keeps_it(blank_page):
     p.wait_for_selector("table.runs tbody tr.run")
     assert p.input_value("#key") == blank_page.service.key
     assert all(e.startswith("Failed to load resource") and "401" in e for e in blank_page.errors), blank_page.errors
+
+
+PUBLIC = ("/web/", "/openapi.json", "/healthz")
+
+
+def api_requests(wrapped):
+    """The requests the page made to the API itself (not for its files, the schema or the sentinel)."""
+    paths = [url[len(wrapped.service.url):] for url in wrapped.requests if url.startswith(wrapped.service.url + "/")]
+    return [path for path in paths if path != "/" and not path.startswith(PUBLIC)]
+
+
+def settled_api_requests(p, wrapped):
+    """api_requests once a request made after them has been answered (a sentinel to /healthz)."""
+    assert p.evaluate("fetch('/healthz').then((r) => r.status)") == 200
+    return api_requests(wrapped)
+
+
+def a_minute_later(p, wrapped):
+    """The API requests made in a minute on the page's clock, in 3-second steps with a round trip after each,
+    so that a loop that sleeps between requests (not only a setInterval) gets to make each one."""
+    for _ in range(20):
+        p.clock.run_for(3000)
+        requests = settled_api_requests(p, wrapped)
+    return requests
+
+
+def test_a_refused_key_stops_every_view_until_a_good_key_is_given(browser, service):
+    """A revoked (or wrong) key: at the first 401 the view stops and the page says so, with a field for another
+    key; nothing asks the server again, whatever view is opened next, until a good key starts the view again.
+    The page polled on before: a refused request every 1-3 s, each a failed attempt against this address,
+    which past AUTH_FAILURES_PER_MINUTE locks out every key from it, good ones too. Timers run on
+    Playwright's clock, so a minute of polling takes no minute."""
+    running = service.submit({"model": {"layers": [8, 1]}, "steps": 100_000, "record": {"graph_svg": False}})
+    spare = service.create_key("revoked-while-open")
+    with fresh_page(browser, service, spare) as wrapped:
+        p = wrapped.page
+        p.clock.install()
+        # the run view's slowest fallback: polling /jobs/{id} and /loss every second, after the events stream failed
+        p.route("**/jobs/*/events", lambda route: route.fulfill(status=500, json={"detail": "no streams here"}))
+        wrapped.goto(f"/runs/{running}")
+        p.wait_for_function("() => document.querySelector('.live-mode').textContent === 'polling'")
+        p.wait_for_selector(".status-running")
+        service.revoke_key("revoked-while-open")
+        p.clock.run_for(3000)
+        p.wait_for_selector("#banner.refused")
+        assert "refused this page's API key (invalid or revoked API key)" in p.locator("#banner").text_content()
+        assert "stopped refreshing" in p.locator("#banner").text_content()
+        assert p.evaluate("document.activeElement.id") == "prompt-key"
+        wrapped.screenshot("key-refused")
+        before = settled_api_requests(p, wrapped)
+        assert a_minute_later(p, wrapped) == before, "polled after the 401"
+        # every other view: one refused attempt, then nothing; the prompt stays
+        other = "00000000-0000-4000-8000-000000000000"
+        for route in ("/runs", "/queue", "/sweeps", f"/sweeps/{other}", f"/runs/{other}", f"/runs/{other}/graph",
+                      f"/compare?ids={running},{other}"):
+            with p.expect_response(lambda response: response.status == 401):
+                wrapped.goto(route)
+            before = settled_api_requests(p, wrapped)
+            assert a_minute_later(p, wrapped) == before, f"{route} polled after the 401"
+            assert p.locator("#banner.refused").is_visible()
+        # a good key: the view starts again, and polls again (a run submitted now appears without a reload)
+        with p.expect_response(lambda response: response.status == 401):
+            wrapped.goto("/runs")
+        p.fill("#prompt-key", service.key)
+        p.click("#banner button:has-text('Use this key')")
+        p.wait_for_selector(f"tr[data-id='{running}']")
+        assert p.locator("#banner").is_hidden()
+        assert p.input_value("#key") == service.key
+        assert p.evaluate("localStorage.getItem('mgs.apiKey')") == service.key
+        later = service.submit({"steps": 5, "record": {"graph_svg": False}})
+        p.clock.run_for(3000)
+        p.wait_for_selector(f"tr[data-id='{later}']")
+        wrapped.screenshot("key-refused-then-given")
+    assert service.http.post(f"/jobs/{running}/cancel").status_code in (200, 202)
+    service.finished(running, later)
+    refusals = [e for e in wrapped.errors if not (e.startswith("Failed to load resource") and ("401" in e or "500" in e))]
+    assert not refusals, refusals
 
 
 def test_queue_view(page):

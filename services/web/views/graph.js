@@ -1,7 +1,7 @@
 // The computation-graph explorer. The SVG is fetched with the key and shown as an <img> of a blob:
 // an image never runs script, whatever the SVG holds. The same text is parsed (inertly, never put in
 // the page) for the nodes' boxes and labels: search and hover read those.
-import { headers, q } from "../api.js";
+import { failure, headers, q } from "../api.js";
 import { h, idChip, s } from "../dom.js";
 import { banner, errorText } from "../shell.js";
 
@@ -150,9 +150,7 @@ export function renderGraph(main, {args: [id], signal}) {
       }
       delete viewport.dataset.waiting;
       if (!response.ok) {
-        let detail = response.statusText;
-        try { detail = (await response.json()).detail; } catch { /* not JSON */ }
-        caption.textContent = detail;
+        caption.textContent = errorText(await failure(response, signal));
         return;
       }
       const text = await response.text();
