@@ -23,7 +23,7 @@ from services.worker import metrics
 from services.worker.celery_app import app
 from services.worker.checkpointing import Checkpointer
 from services.worker.heartbeat import Heartbeat
-from services.worker.progress import FLUSH_SECONDS, Cancelled, Progress, TimeLimitExceeded
+from services.worker.progress import Cancelled, GraphCheck, Progress, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
 
@@ -123,36 +123,12 @@ def _train_and_save(job_id, token: str, settings, claim, phases: dict):
     return status, (result.draw_graph, progress.deadline, phases) if graph_pending else None
 
 
-class _GraphCheck:
-    """check() while a succeeded job's graph is drawn: the job's time limit, and every FLUSH_SECONDS a look
-    at the row (a cancel asked, the job deleted, or its graph taken by another run all stop the drawing)."""
-    def __init__(self, job_id, token: str, deadline: float):
-        self.job_id, self.token, self.deadline = job_id, token, deadline
-        self._next_look = time.monotonic() + FLUSH_SECONDS
-
-    def __call__(self) -> None:
-        now = time.monotonic()
-        if now > self.deadline:
-            raise TimeLimitExceeded("time limit exceeded while drawing the graph")
-        if now >= self._next_look:
-            self._next_look = now + FLUSH_SECONDS
-            try:
-                with session_scope() as session:
-                    wanted = jobs.graph_wanted(session, self.job_id, self.token)
-            except (OperationalError, InterfaceError):
-                return  # the database is down: drawing goes on, storing the graph retries
-            if wanted is None:
-                raise jobs.Superseded(f"job {self.job_id}'s graph is no longer this run's to draw")
-            if not wanted:
-                raise Cancelled(jobs.CANCELLED_WHILE_DRAWING)
-
-
 def _draw_and_store_graph(job_id, token: str, draw, deadline: float, phases) -> None:
     """Draws the graph of a job whose results are saved, and stores it (or why there is none), with its
     `graph` phase. Drawing stops at the job's time limit, on a cancel, or when the job is deleted."""
     started = time.perf_counter()
     try:
-        svg, error = draw(_GraphCheck(job_id, token, deadline))
+        svg, error = draw(GraphCheck(job_id, token, deadline).check)
     except jobs.Superseded:
         log.info("job %s: its graph is no longer this run's to draw (deleted, or taken over)", job_id)
         return

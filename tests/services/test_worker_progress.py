@@ -1,10 +1,13 @@
 """The training callback while the database is down: points are kept, and it retries
-every FLUSH_SECONDS instead of on every step."""
+every FLUSH_SECONDS instead of on every step. The graph drawing's check: the same time limit and
+cancel, and a look at the row every FLUSH_SECONDS."""
 import contextlib
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 from core.train import StepRecord
+from services.store import jobs
 from services.worker import progress
 
 
@@ -33,3 +36,37 @@ def test_a_job_that_stops_early_keeps_its_last_step_even_when_loss_every_skipped
         callback(StepRecord(step, float(step), 0.1, None, step % 2 == 0))
     assert [p.step for p in callback.take_pending()] == [0, 2, 4, 5]
     assert callback.take_pending() == []
+
+
+def test_the_graph_check_looks_at_the_row_on_the_clock_and_goes_on_while_the_database_is_down(monkeypatch):
+    answers = [OperationalError("SELECT", {}, Exception("connection refused")), True, False, None]
+    looks = []
+
+    @contextlib.contextmanager
+    def session():
+        yield None
+
+    def graph_wanted(session, job_id, token):
+        looks.append((job_id, token))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(progress, "session_scope", session)
+    monkeypatch.setattr(jobs, "graph_wanted", graph_wanted)
+    monkeypatch.setattr(progress, "FLUSH_SECONDS", 0)
+    check = progress.GraphCheck("job", "token", deadline=float("inf")).check
+    check()  # the database is down: drawing goes on
+    check()  # wanted
+    with pytest.raises(progress.Cancelled, match=jobs.CANCELLED_WHILE_DRAWING):
+        check()
+    with pytest.raises(jobs.Superseded):
+        check()  # deleted, or taken by another run
+    assert looks == [("job", "token")] * 4
+    monkeypatch.setattr(progress, "FLUSH_SECONDS", 3600)
+    quiet = progress.GraphCheck("job", "token", deadline=float("inf")).check
+    quiet()
+    assert len(looks) == 4  # not before FLUSH_SECONDS
+    with pytest.raises(progress.TimeLimitExceeded, match="while drawing the graph"):
+        progress.GraphCheck("job", "token", deadline=0.0).check()
