@@ -100,9 +100,7 @@ def _train_and_save(job_id, token: str, settings, claim, phases: dict):
         progress.check()  # saving starts within the time limit, and not after a cancel
     except Cancelled:
         return _cancel(job_id, token, progress), None
-    except TrainingDiverged as e:
-        return _fail(job_id, token, str(e), progress), None
-    except TimeLimitExceeded as e:
+    except (TrainingDiverged, TimeLimitExceeded) as e:  # the reason as it is, without the exception's name
         return _fail(job_id, token, str(e), progress), None
     except jobs.Superseded:
         raise
