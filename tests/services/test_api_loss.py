@@ -1,6 +1,9 @@
 """GET /jobs/{id}/loss: ranges and downsampling of long histories, served from the database."""
+import math
+
 import pytest
 
+from services.api.schemas import LossPointOut, finite_or_none
 from services.store import db, jobs as job_store
 from tests.services.conftest import submit
 
@@ -52,3 +55,23 @@ def test_bad_ranges_are_422(client, query, field):
     response = client.get(f"/jobs/{job_id}/loss?{query}")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_a_running_jobs_points_come_back_as_loss_point_out_gave_them(client):
+    """Readable while the job runs, every point as the LossPointOut model gave it: absent or non-finite accuracy
+    and lr null, tiny and huge floats exact, -0.0 keeping its sign; an empty history is []. (A non-finite loss
+    is not stored.)"""
+    job_id = submit(client)
+    assert client.get(f"/jobs/{job_id}/loss").json()["points"] == []
+    points = [job_store.Point(0, -0.0, None, 1e-05), job_store.Point(1, 1e16, 0.5, None),
+              job_store.Point(2, 2 / 3, 1.0, 0.1), job_store.Point(3, 5e-324, None, 123456789.0),
+              job_store.Point(4, 0.3, math.inf, math.nan), job_store.Point(5, 1e-07, -math.inf, None),
+              job_store.Point(6, -1.7976931348623157e308, 2.2250738585072014e-308, 1e22)]
+    with db.session_scope() as session:
+        token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
+        job_store.record_progress(session, job_id, token, points, steps_done=7, latest_loss=math.inf)
+    history = client.get(f"/jobs/{job_id}/loss", params={"max_points": 10_000}).json()
+    expected = [LossPointOut(step=p.step, loss=finite_or_none(p.loss), accuracy=finite_or_none(p.accuracy),
+                             lr=finite_or_none(p.lr)).model_dump() for p in points]
+    assert history == {"job_id": job_id, "status": "running", "total_points": 7, "points": expected}
+    assert math.copysign(1, history["points"][0]["loss"]) == -1

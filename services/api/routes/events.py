@@ -10,15 +10,16 @@ import uuid
 from typing import Annotated, Optional
 
 import anyio
-import orjson
 from fastapi import APIRouter, Depends, Header
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
+from services.api.points_json import with_points
 from services.api.routes.jobs import find_job, headers
 from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import finite_or_none
 from services.store import db, jobs as job_store
+from services.store.history import EMPTY
 from services.store.jobs import STEP_LIMIT
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -49,14 +50,14 @@ def read_progress(job_id, after_step):
     with db.session_scope() as session:
         job = job_store.get_job(session, job_id)
         if job is None:  # deleted meanwhile
-            return "cancelled", None, []
+            return "cancelled", None, EMPTY
         status = job.status
         progress = {"step": job.progress_step or 0, "total": job.total_steps,
                     "latest_loss": finite_or_none(job.latest_loss)}
         start = after_step + 1
         points = job_store.get_loss_points(session, job_id, start=start,
                                            end=min(start + MAX_POINTS_PER_EVENT - 1, STEP_LIMIT))
-    return status, progress, points.records()  # the points as LossPointOut's fields, without a model each
+    return status, progress, points
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses={
@@ -73,10 +74,11 @@ async def job_events(job_id: Annotated[uuid.UUID, Depends(owned_job_id)], settin
     while True:
         status, progress, points = await anyio.to_thread.run_sync(read_progress, job_id, last_step)
         if points:
-            last_step = points[-1]["step"]
+            last_step = int(points.steps[-1])
         final = status in FINAL and len(points) < MAX_POINTS_PER_EVENT
-        # JSON made by orjson (one line, compact), not by FastAPI's encoder walking every point.
-        data = orjson.dumps({"status": status, "progress": progress, "points": points}).decode()
+        # JSON made from the points' columns (points_json: one line, compact, no object per point), not by
+        # FastAPI's encoder walking every point.
+        data = with_points({"status": status, "progress": progress}, points).decode()
         if final:
             yield ServerSentEvent(event="end", id=str(last_step), raw_data=data)
             return

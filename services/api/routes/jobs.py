@@ -7,7 +7,6 @@ import math
 import uuid
 from typing import Annotated, Literal, Optional
 
-import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +18,7 @@ from services import queue
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
 from services.api.limits import predict_limit_errors, spec_limit_errors
+from services.api.points_json import with_points
 from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import (TAG_KEY, ErrorDetail, JobCreated, JobDetail, JobList, JobPatch, JobStatus,
                                   JobSubmission, JobSummary, LossHistory, Metrics, PredictRequest,
@@ -196,9 +196,9 @@ def get_loss(job_id: JobId, session: SessionDep, owner: OwnerDep,
     job = find_job(session, job_id, owner)
     history, total = job_store.get_loss_curve(session, job_id, lambda loss: downsample_indices(loss, max_points),
                                               start=start, end=end)
-    # Serialized straight to JSON (orjson): validating LossPointOut per point cost more than the query.
-    body = {"job_id": str(job.id), "status": job.status, "total_points": total, "points": history.records()}
-    return Response(orjson.dumps(body), media_type="application/json")
+    # JSON made from the history's columns (points_json), with no model, dict or float object per point.
+    body = with_points({"job_id": str(job.id), "status": job.status, "total_points": total}, history)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{job_id}/params", responses={**errors(404), 200: {
