@@ -9,8 +9,11 @@ from sqlalchemy.orm import Session
 from services.store.models import Job, Worker, utcnow
 
 
-def beat(session: Session, name: str, current_job_id: Optional[uuid.UUID]) -> None:
+def beat(session: Session, name: str, current_job_id) -> None:
+    """current_job_id: a UUID, its text (a Celery task's argument, as the heartbeat thread passes it) or None."""
     now = utcnow()
+    if current_job_id is not None and not isinstance(current_job_id, uuid.UUID):
+        current_job_id = uuid.UUID(str(current_job_id))
     updated = session.execute(update(Worker).where(Worker.name == name)
                               .values(heartbeat_at=now, current_job_id=current_job_id)).rowcount
     if not updated:

@@ -37,6 +37,19 @@ def test_workers_lists_the_live_ones_and_names_a_job_only_to_its_owner(make_clie
     assert client.get("/workers").status_code == 401
 
 
+def test_a_busy_worker_stays_listed_with_its_job_when_its_id_comes_as_text(client):
+    """The heartbeat thread passes the running job's id as the Celery task got it, a str: the workers row's
+    update failed on it ('str' object has no attribute 'hex'), so a worker vanished from GET /workers (and
+    the dashboard's queue) for as long as it ran a job."""
+    job_id = submit(client)
+    start_job(job_id)
+    with db.session_scope() as session:
+        workers.beat(session, "host-a:10", None)
+        workers.beat(session, "host-a:10", job_id)
+    assert [(w["name"], w["busy"], w["current_job"]) for w in client.get("/workers").json()] == [
+        ("host-a:10", True, job_id)]
+
+
 def test_metrics_has_request_latency_by_route_jobs_by_status_queue_depth_and_heartbeats(client):
     job_id = submit(client)
     submit(client)
