@@ -27,11 +27,43 @@ STEPS = 4
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+class Received:
+    """The requests an app has received, as (method, path): a test waits for the CLI's requests instead of
+    sleeping for as long as they usually take (a slow or busy machine takes longer)."""
+
+    def __init__(self):
+        self.requests, self._changed = [], threading.Condition()
+
+    def around(self, app):
+        async def recording(scope, receive, send):
+            if scope["type"] == "http":
+                with self._changed:
+                    self.requests.append((scope["method"], scope["path"]))
+                    self._changed.notify_all()
+            await app(scope, receive, send)
+        return recording
+
+    def count(self, method, path):
+        with self._changed:
+            return self.requests.count((method, path))
+
+    def wait_for(self, count, method, path, timeout=60):
+        """Until `count` requests `method path` have come in (in all)."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.requests.count((method, path)) >= count, timeout), \
+                f"{count} x {method} {path} expected; received {self.requests}"
+
+
 @pytest.fixture
-def server(make_client, serve, monkeypatch):
+def received():
+    return Received()
+
+
+@pytest.fixture
+def server(make_client, serve, monkeypatch, received):
     """The API on a real port (keys required), with a 'worker' that finishes each job as it is sent."""
     monkeypatch.setattr(queue, "enqueue", finish_job)
-    return serve(make_client(AUTH_REQUIRED="true").app)
+    return serve(received.around(make_client(AUTH_REQUIRED="true").app))
 
 
 @pytest.fixture
@@ -56,10 +88,20 @@ def mgs(capsys, *argv, code=0):
     return Run(exit_code, printed.out, printed.err)
 
 
+# Variables by which the environment the suite runs in (a terminal, CI) would make the CLI's pipes look like
+# a terminal or size them: with FORCE_COLOR=1 the Ctrl-C and --help tests failed (a progress bar, escape codes).
+TERMINAL_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
+
+
+def piped_env(**env):
+    """The environment of a CLI whose output is piped (as in a script), with `env` on top."""
+    return {**{name: value for name, value in os.environ.items() if name not in TERMINAL_VARIABLES}, **env}
+
+
 def mgs_process(*argv, env=None, timeout=60):
     """Runs the CLI as the console script would, in its own process."""
     return subprocess.run([sys.executable, "-m", "services.cli", *map(str, argv)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, env=piped_env(**(env or {})))
 
 
 def spec_file(tmp_path, **spec):
@@ -96,7 +138,7 @@ def finish_with_the_graph_still_being_drawn(job_id):
 
 
 @sqlite_only
-def test_graph_waits_for_a_graph_that_is_being_drawn(server, key, capsys, tmp_path, monkeypatch):
+def test_graph_waits_for_a_graph_that_is_being_drawn(server, received, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
     tokens = {}
@@ -106,8 +148,8 @@ def test_graph_waits_for_a_graph_that_is_being_drawn(server, key, capsys, tmp_pa
     impatient = mgs(capsys, "graph", job_id, "-o", tmp_path / "g.svg", "--wait", "0", code=API_ERROR)
     assert "the graph is being drawn" in impatient.err and not (tmp_path / "g.svg").exists()
 
-    def drawn_later():
-        time.sleep(0.5)
+    def drawn_later():  # once the waiting CLI has asked (and been told 202): it must ask again
+        received.wait_for(2, "GET", f"/jobs/{job_id}/graph.svg")
         with db.session_scope() as session:
             job_store.store_graph(session, job_id, tokens[job_id], "<svg>drawn</svg>", None)
     threading.Thread(target=drawn_later).start()
@@ -222,19 +264,23 @@ def test_submit_wait_prints_the_finished_job_and_exits_3_when_it_did_not_succeed
 
 
 @sqlite_only
-def test_submit_wait_shows_live_progress_fed_by_the_api(server, key, tmp_path, monkeypatch):
+def test_submit_wait_shows_live_progress_fed_by_the_api(server, received, key, tmp_path, monkeypatch):
     """A worker that takes a while: the bar (forced live, as on a terminal) shows each step of the total,
-    the loss and an ETA as the API reports them, then the finished job."""
+    the loss and an ETA as the API reports them, then the finished job. Each step lasts 0.6 s and until the CLI
+    has polled it three times: the bar, redrawn ten times a second, has drawn it by then however slow the
+    machine (a step the CLI polls too late for, or the bar draws too late, is missing from its output)."""
     workers = []
 
     def slow_worker(job_id):
         def work():
+            path = f"/jobs/{job_id}"
             with db.session_scope() as session:
                 token = job_store.claim_job(session, job_id, stale_after=60, max_attempts=3)
                 for step in range(STEPS):
                     time.sleep(0.6)
                     job_store.record_progress(session, job_id, token, [job_store.Point(step, 1 / (step + 1), 0.1)],
                                               steps_done=step + 1, latest_loss=1 / (step + 1))
+                    received.wait_for(received.count("GET", path) + 3, "GET", path)  # polls that see it
                 job_store.finish_job(session, job_id, token, "succeeded", [], steps_done=STEPS,
                                      metrics={"final_loss": 1 / STEPS, "steps_done": STEPS}, params_json=None)
         workers.append(threading.Thread(target=work))
@@ -392,15 +438,19 @@ def as_from_a_terminal():
 
 
 @sqlite_only
-def test_ctrl_c_while_waiting_leaves_the_job_running_and_exits_130(server, key, tmp_path, monkeypatch, enqueued):
+def test_ctrl_c_while_waiting_leaves_the_job_running_and_exits_130(server, received, key, tmp_path, monkeypatch,
+                                                                   enqueued):
     monkeypatch.setattr(queue, "enqueue", enqueued.append)  # no worker: the job stays queued
     waiting = subprocess.Popen([sys.executable, "-m", "services.cli", "submit", spec_file(tmp_path), "--wait",
                                 "--poll", "0.1", "--url", server, "--key", key], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_from_a_terminal)
-    deadline = time.monotonic() + 30
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_from_a_terminal,
+                               env=piped_env())
+    deadline = time.monotonic() + 60
     while not enqueued and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # polling now
+    # Its second GET of the job comes from the polling loop (the first is before it): Ctrl-C lands there,
+    # however long the CLI took to start, submit and draw its bar (it had 0.5 s).
+    received.wait_for(2, "GET", f"/jobs/{enqueued[0]}")
     waiting.send_signal(signal.SIGINT)
     out, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 130, err
