@@ -29,19 +29,12 @@ LONGEST = ["services/test_schemathesis.py", "core/test_train.py::test_the_moons_
 IN_A_GROUP = {"services/test_schemathesis.py::test_api_conforms_to_its_schema[sqlite-locked]": "processes-2"}
 
 
-@pytest.hookimpl(optionalhook=True)  # an xdist hook: no error when run with -p no:xdist
-def pytest_configure_node(node):
-    """(controller) Tell each worker what COLUMNS the suite was started with."""
-    node.workerinput["columns"] = os.environ.get("COLUMNS")
-
-
 def pytest_configure(config):
-    """(worker) An xdist worker gets COLUMNS=80 set for it; the CLI sizes its piped tables by
-    COLUMNS (tests/services/test_cli.py), so restore the environment the suite was started in."""
-    if hasattr(config, "workerinput"):
-        os.environ.pop("COLUMNS", None)
-        if config.workerinput.get("columns") is not None:
-            os.environ["COLUMNS"] = config.workerinput["columns"]
+    """No COLUMNS in the tests' environment, whatever started the suite: the CLI sizes its piped tables by
+    COLUMNS (read once, when tests/services/test_cli.py imports it), and its tests read the tables a script's
+    pipe gets, unfolded. An xdist worker gets COLUMNS=80 set for it, and a terminal or CI may export one:
+    with COLUMNS=80 exported, two of test_cli's table tests failed, in a serial run too."""
+    os.environ.pop("COLUMNS", None)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the mark into the test's id
