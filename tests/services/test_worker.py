@@ -324,13 +324,23 @@ def test_a_superseded_run_stops_without_writing(worker, monkeypatch):
     assert (job.status, job.attempts, job.error, history(job_id)) == ("running", 2, None, [])
 
 
+def next_beat(job_id, after, timeout=30):
+    """The job's heartbeat once it is later than `after`: waited for, not assumed to come within some time
+    (a busy machine may run the 0.05 s beat late)."""
+    deadline = time.monotonic() + timeout
+    while (beat := load(job_id).heartbeat_at) == after:
+        assert time.monotonic() < deadline, f"no heartbeat in {timeout} s"
+        time.sleep(0.01)
+    return beat
+
+
 def test_the_heartbeat_beats_while_a_step_runs(worker, monkeypatch):
     beats = []
 
-    def train(spec, callback):
-        for _ in range(3):
-            beats.append(load(job_id).heartbeat_at)
-            time.sleep(0.2)  # one long step: no callback, yet the heartbeat goes on
+    def train(spec, callback):  # one long step: no callback, yet the heartbeat goes on
+        beats.append(load(job_id).heartbeat_at)
+        for _ in range(2):
+            beats.append(next_beat(job_id, beats[-1]))
         return TrainResult([], {}, {"final_loss": None}, None, False, "compiled")
 
     fake_training(monkeypatch, worker, train)
