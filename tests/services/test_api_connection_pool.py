@@ -17,7 +17,10 @@ from services.api.routing import ReleaseSessionRoute
 from services.store import db, keys
 from tests.services.conftest import auth
 
-POOL_TIMEOUT_SECONDS = 3
+# How long a request may wait for the one connection: an upper bound only. The stall this tests is a deadlock
+# (every request fails after it, however long: checked with 10 s), while a queued request waits for another
+# request's queries, ms here, longer on a busy machine; at 3 s a slow one could have failed with a 500.
+POOL_TIMEOUT_SECONDS = 10
 THREADS = 2
 REQUESTS = 8
 
