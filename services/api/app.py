@@ -17,7 +17,7 @@ from services.api.body_limit import BodySizeLimit
 from services.api.deps import each_query_value_once
 from services.api.docs import add_redoc
 from services.api.inference import InferenceSlots, ModelCache
-from services.api.rate_limit import SlidingWindowLimiter
+from services.api.rate_limit import MovingWindow, window_storage
 from services.api.metrics import instrument
 from services.api.safe_defaults import OpenOnlyOnLoopback, refuse_default_secret
 from services.api.routes import boundary, compare, events, experiments, health, jobs, sweeps, workers
@@ -45,7 +45,8 @@ def create_app() -> FastAPI:
     add_redoc(app, DOCS_ASSETS_URL)
     app.state.settings = settings
     use_json_logs_if_asked()
-    app.state.rate_limiter = SlidingWindowLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    windows = window_storage(settings.BROKER_URL)  # the rate limits' counts: Redis with a Redis broker, else memory
+    app.state.rate_limiter = MovingWindow(settings.RATE_LIMIT_PER_MINUTE, windows, "requests")
     app.state.inference_slots = InferenceSlots(settings.PREDICT_CONCURRENCY, settings.PREDICT_PER_OWNER)
     app.state.models = ModelCache(settings.PREDICT_CACHE_BYTES)
     app.include_router(jobs.router)
@@ -62,7 +63,8 @@ def create_app() -> FastAPI:
         app.add_exception_handler(unreachable, database_unavailable)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
     # Outside the body-size limit (which reads the body): the key is checked before any of it is read.
-    app.add_middleware(AuthenticateFirst, settings=settings, on_database_error=database_unavailable)
+    app.add_middleware(AuthenticateFirst, settings=settings, on_database_error=database_unavailable,
+                       failures=MovingWindow(settings.AUTH_FAILURES_PER_MINUTE, windows, "auth-failures"))
     instrument(app, settings)  # outside both, so that their 401, 413 and 429 answers are counted too
 
     add_dashboard(app)

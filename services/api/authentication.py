@@ -14,24 +14,20 @@ protected, never open by mistake.
 
 Every refused attempt counts against the client's address: past AUTH_FAILURES_PER_MINUTE in a moving
 60-second window, the address gets 429 with Retry-After on every attempt to authenticate, before any key
-lookup, until the window frees. Counting uses the `limits` package's moving window in this process's
-memory (see README, "Access control")."""
+lookup, until the window frees. The window is services/api/rate_limit.py's (the `limits` package's moving
+window, shared by the API processes when the service runs with Redis; see README, "Access control")."""
 import ipaddress
 import logging
-import math
-import time
 from typing import Optional
 
 from fastapi.security.utils import get_authorization_scheme_param
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from services.api.rate_limit import MovingWindow
 from services.store import db, keys
 
 log = logging.getLogger(__name__)
@@ -59,6 +55,14 @@ class Refused(Exception):
         return f'Bearer error="{self.error}"' if self.error else "Bearer"
 
 
+class Throttled(Exception):
+    """Too many refused attempts from this address: 429, retry after `wait` seconds."""
+
+    def __init__(self, wait: int):
+        super().__init__(f"retry in {wait} s")
+        self.wait = wait
+
+
 def authenticate(authorization: Optional[str], auth_required: bool) -> str:
     """The owner for this Authorization header value (None: no header). A key that is sent is always
     checked, even on an open server; without one the owner is "local" on an open server. Raises Refused."""
@@ -76,26 +80,6 @@ def authenticate(authorization: Optional[str], auth_required: bool) -> str:
     return owner
 
 
-class FailedAttempts:
-    """Refused authentications per client address, in a moving 60-second window (`limits`)."""
-
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self.item = RateLimitItemPerMinute(per_minute) if per_minute else None
-        self.window = MovingWindowRateLimiter(MemoryStorage())
-
-    def wait(self, address: str) -> int:
-        """0 if this address may try; else the seconds until its oldest failure leaves the window (>= 1)."""
-        if self.item is None or self.window.test(self.item, address):
-            return 0
-        reset_at = self.window.get_window_stats(self.item, address).reset_time
-        return max(1, math.ceil(reset_at - time.time()))
-
-    def failed(self, address: str) -> None:
-        if self.item is not None:
-            self.window.hit(self.item, address)
-
-
 def client_address(scope) -> str:
     """Who is counted: the client's IP address, an IPv6 one by its /64 (the host may own all of it)."""
     host = (scope.get("client") or ("unknown", 0))[0]
@@ -111,12 +95,12 @@ def client_address(scope) -> str:
 
 
 class AuthenticateFirst:
-    """ASGI middleware: see the module's docstring. `on_database_error` is the app's handler for an
-    unreachable database (it answers 503)."""
+    """ASGI middleware: see the module's docstring. `failures` counts refused attempts per client address;
+    `on_database_error` is the app's handler for an unreachable database (it answers 503)."""
 
-    def __init__(self, app, settings, on_database_error):
+    def __init__(self, app, settings, failures: MovingWindow, on_database_error):
         self.app, self.settings, self.on_database_error = app, settings, on_database_error
-        self.failures = FailedAttempts(settings.AUTH_FAILURES_PER_MINUTE)
+        self.failures = failures
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or is_public(scope["path"]):
@@ -125,17 +109,15 @@ class AuthenticateFirst:
         if authorization is None and not self.settings.AUTH_REQUIRED:
             owner = LOCAL_OWNER  # no attempt to authenticate: nothing to check or count
         else:
-            address = client_address(scope)
-            wait = self.failures.wait(address)
-            if wait:
+            try:
+                # in a thread: the key lookup asks the database, and the count may ask Redis
+                owner = await run_in_threadpool(self._attempt, authorization, client_address(scope))
+            except Throttled as throttled:
                 return await self._answer(scope, receive, send, 429, (
                     f"too many failed authentication attempts from this address (more than "
-                    f"{self.settings.AUTH_FAILURES_PER_MINUTE} a minute); retry in {wait} s"),
-                    {"Retry-After": str(wait)})
-            try:
-                owner = await run_in_threadpool(authenticate, authorization, self.settings.AUTH_REQUIRED)
+                    f"{self.settings.AUTH_FAILURES_PER_MINUTE} a minute); retry in {throttled.wait} s"),
+                    {"Retry-After": str(throttled.wait)})
             except Refused as refused:
-                self.failures.failed(address)
                 return await self._answer(scope, receive, send, 401, refused.detail,
                                           {"WWW-Authenticate": refused.challenge})
             except (OperationalError, InterfaceError) as e:
@@ -143,6 +125,18 @@ class AuthenticateFirst:
                 return await response(scope, receive, send)
         scope.setdefault("state", {})["owner"] = owner
         await self.app(scope, receive, send)
+
+    def _attempt(self, authorization: Optional[str], address: str) -> str:
+        """The owner; raises Throttled before any lookup while the address is over its failures, Refused
+        (counting a failure) when the key is not good."""
+        wait = self.failures.wait(address)
+        if wait:
+            raise Throttled(wait)
+        try:
+            return authenticate(authorization, self.settings.AUTH_REQUIRED)
+        except Refused:
+            self.failures.hit(address)
+            raise
 
     @staticmethod
     async def _answer(scope, receive, send, status, detail, headers):

@@ -1,32 +1,69 @@
-"""Per-owner request rate limit: a sliding window over the last 60 seconds.
+"""Rate limits in a moving 60-second window, counted by the `limits` package: requests per owner
+(RATE_LIMIT_PER_MINUTE) and failed authentications per client address (AUTH_FAILURES_PER_MINUTE).
 
-It lives in this process's memory, which is exact for one API process; with
-several API processes each one enforces the limit on its own share."""
+Where the windows are kept (`window_storage`): when the service runs with a Redis broker (the compose
+stack), in that Redis, so that every API process counts against one budget; otherwise (the embedded
+default, one API process) in the process's memory. While Redis cannot be reached, each process counts in
+its own memory again (a limit per process rather than none, or a refusal of every request), and asks
+Redis again after REDIS_RETRY_SECONDS."""
+import logging
 import math
-import threading
 import time
-from collections import defaultdict, deque
 
-WINDOW_SECONDS = 60.0
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+REDIS_KEY_PREFIX = "mgs-limits"
+REDIS_TIMEOUT_SECONDS = 0.5  # a request waits at most this long for an unreachable Redis, then counts locally
+REDIS_RETRY_SECONDS = 5.0
 
 
-class SlidingWindowLimiter:
-    def __init__(self, per_minute, clock=time.monotonic):
-        self.per_minute = per_minute
-        self.clock = clock
-        self._hits = defaultdict(deque)
-        self._lock = threading.Lock()
+def window_storage(broker_url: str) -> Storage:
+    """The broker's Redis when it is one, else this process's memory (see the module's docstring)."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return RedisStorage(broker_url, key_prefix=REDIS_KEY_PREFIX, wrap_exceptions=True,
+                            socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    return MemoryStorage()
 
-    def hit(self, owner):
-        """Count one request; return 0 if allowed, else the seconds to wait (>= 1)."""
-        if not self.per_minute:
+
+class MovingWindow:
+    """At most `per_minute` counted hits per key in any 60 s (0: no limit); `name` keeps this limit's keys
+    apart from another's in a shared storage."""
+
+    def __init__(self, per_minute: int, storage: Storage, name: str):
+        self.item = RateLimitItemPerMinute(per_minute) if per_minute else None
+        self.name = name
+        self.shared = MovingWindowRateLimiter(storage)
+        self.local = self.shared if isinstance(storage, MemoryStorage) else MovingWindowRateLimiter(MemoryStorage())
+        self._shared_down_until = 0.0
+
+    def hit(self, key: str) -> int:
+        """Counts one hit if there is room: 0; else, counting nothing, the seconds until there is (>= 1)."""
+        if self.item is None or self._ask("hit", key):
             return 0
-        now = self.clock()
-        with self._lock:
-            hits = self._hits[owner]
-            while hits and hits[0] <= now - WINDOW_SECONDS:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                return max(1, math.ceil(hits[0] + WINDOW_SECONDS - now))
-            hits.append(now)
+        return self._retry_after(key)
+
+    def wait(self, key: str) -> int:
+        """Counts nothing: 0 if there is room for one more hit, else the seconds until there is (>= 1)."""
+        if self.item is None or self._ask("test", key):
             return 0
+        return self._retry_after(key)
+
+    def _retry_after(self, key: str) -> int:
+        """Seconds until the oldest counted hit leaves the window."""
+        reset_at = self._ask("get_window_stats", key).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def _ask(self, method: str, key: str):
+        if self.local is not self.shared and time.monotonic() >= self._shared_down_until:
+            try:
+                return getattr(self.shared, method)(self.item, self.name, key)
+            except StorageError as e:
+                self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning("rate limits: Redis unreachable (%s); counting in this process for %g s",
+                            type(e.storage_error).__name__, REDIS_RETRY_SECONDS)
+        return getattr(self.local, method)(self.item, self.name, key)

@@ -1,0 +1,89 @@
+"""The rate limits' moving window (services/api/rate_limit.py, on the `limits` package): what it counts and
+for how long, and where: in the process's memory, or, with a Redis broker, in Redis, shared by every API
+process (two apps on one Redis stand for two API processes)."""
+import shutil
+import types
+
+import limits.storage.memory
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from limits.storage import MemoryStorage
+
+from services.api import rate_limit
+from services.api.app import create_app
+from services.api.rate_limit import MovingWindow
+from services.store import db, keys
+from tests.integration.processes import NO_REDIS_SERVER, own_redis_server
+from tests.services.conftest import CLIENT_HEADERS, LOOPBACK_URL, auth
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The windows' wall clock, frozen: now[0] is the time; move it by hand."""
+    now = [1000.0]
+    frozen = types.SimpleNamespace(time=lambda: now[0], monotonic=lambda: now[0])
+    monkeypatch.setattr(limits.storage.memory, "time", frozen)
+    monkeypatch.setattr(rate_limit, "time", frozen)
+    return now
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A Redis of the module's own: the broker of the apps that stand for API processes."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(NO_REDIS_SERVER)
+    with own_redis_server() as url:
+        yield url
+
+
+def new_key(owner):
+    with db.session_scope() as session:
+        return keys.create_api_key(session, owner)
+
+
+def test_the_moving_window_forgets_hits_older_than_a_minute(clock):
+    limiter = MovingWindow(2, MemoryStorage(), "requests")
+    assert limiter.hit("a") == 0 and limiter.hit("a") == 0
+    clock[0] += 30
+    assert limiter.wait("a") == 30 and limiter.hit("a") == 30  # refused: counted nothing
+    assert limiter.hit("b") == 0  # per key
+    clock[0] += 30.5
+    assert limiter.wait("a") == 0  # the first two hits left the window
+    assert limiter.hit("a") == 0 and limiter.hit("a") == 0 and limiter.hit("a") == 60
+    assert MovingWindow(0, MemoryStorage(), "requests").hit("a") == 0  # 0 turns the limit off
+
+
+def test_limits_sharing_a_storage_count_apart(clock):
+    storage = MemoryStorage()
+    requests, failures = MovingWindow(1, storage, "requests"), MovingWindow(1, storage, "auth-failures")
+    assert requests.hit("alice") == 0
+    assert failures.wait("alice") == 0 and failures.hit("alice") == 0
+    assert requests.hit("alice") == 60 and failures.wait("alice") == 60
+
+
+def test_api_processes_on_one_redis_broker_share_each_budget(make_client, redis_url):
+    """N API processes used to give an address N times AUTH_FAILURES_PER_MINUTE, an owner N times the rate."""
+    redis.Redis.from_url(redis_url).flushall()
+    first = make_client(BROKER_URL=redis_url, AUTH_REQUIRED="true", AUTH_FAILURES_PER_MINUTE=4,
+                        RATE_LIMIT_PER_MINUTE=3)
+    second = TestClient(create_app(), base_url=LOOPBACK_URL, headers=CLIENT_HEADERS)
+    statuses = [(first, second)[i % 2].get("/jobs", headers=auth(f"mgs_guess{i}")).status_code for i in range(6)]
+    assert statuses == [401, 401, 401, 401, 429, 429]
+    refused = second.get("/jobs", headers=auth("mgs_one-more"))
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60 and "authentication" in refused.json()["detail"]
+
+    alice = new_key("alice")
+    from_elsewhere = [TestClient(app.app, base_url=LOOPBACK_URL, headers=CLIENT_HEADERS, client=("198.51.100.2", 1))
+                      for app in (first, second)]
+    statuses = [from_elsewhere[i % 2].get("/jobs", headers=auth(alice)).status_code for i in range(4)]
+    assert statuses == [200, 200, 200, 429]  # the owner's rate, counted once for both processes
+    assert 1 <= int(from_elsewhere[1].get("/jobs", headers=auth(alice)).headers["Retry-After"]) <= 60
+    assert redis.Redis.from_url(redis_url).keys("mgs-limits:*")  # counted there, not in either process
+
+
+def test_while_redis_is_unreachable_each_process_counts_on_its_own(make_client, caplog):
+    client = make_client(BROKER_URL="redis://127.0.0.1:1/0", AUTH_REQUIRED="true",  # nothing listens on port 1
+                         AUTH_FAILURES_PER_MINUTE=2)
+    assert [client.get("/jobs").status_code for _ in range(3)] == [401, 401, 429]
+    assert "Redis unreachable" in caplog.text
