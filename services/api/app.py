@@ -65,14 +65,14 @@ def create_app() -> FastAPI:
     # Outside the body-size limit (which reads the body): the key is checked before any of it is read.
     app.add_middleware(AuthenticateFirst, settings=settings, on_database_error=database_unavailable,
                        failures=MovingWindow(settings.AUTH_FAILURES_PER_MINUTE, windows, "auth-failures"))
-    instrument(app, settings)  # outside both, so that their 401, 413 and 429 answers are counted too
-
-    add_dashboard(app)
-
-    if not settings.AUTH_REQUIRED:
+    if not settings.AUTH_REQUIRED:  # outside authentication: an open server's refusals come first
         app.add_middleware(OpenOnlyOnLoopback)
         log.warning("API keys are not required: requests without a key act as owner 'local'")
         document_auth_as_optional(app)
+    # outside all of them, so that their 401, 403, 413, 421 and 429 answers are counted too
+    instrument(app, settings)
+
+    add_dashboard(app)
     return app
 
 

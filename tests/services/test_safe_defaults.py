@@ -151,3 +151,15 @@ def test_the_cli_and_the_dashboard_send_the_header():
     from services.cli.common import Api
     assert "X-Requested-With" in Api("http://127.0.0.1:8000", None).http.headers
     assert "X-Requested-With" in (REPO / "services/web/api.js").read_text()
+
+
+def test_the_open_servers_refusals_are_counted_in_metrics(make_client):
+    """The 421 (a Host that is not loopback) and the 403 (a cross-site write) are answers like any other:
+    counted, and timed, in /metrics."""
+    client = make_client()
+    assert client.get("/jobs", headers={"Host": "attacker.example"}).status_code == 421
+    assert bare_client(client.app).post("/jobs", content=b"a=1").status_code == 403
+    text = client.get("/metrics").text
+    assert 'http_requests_total{handler="/jobs",method="GET",status="4xx"} 1.0' in text
+    assert 'http_requests_total{handler="/jobs",method="POST",status="4xx"} 1.0' in text
+    assert 'http_request_duration_seconds_count{handler="/jobs",method="POST"} 1.0' in text
