@@ -50,6 +50,10 @@ def test_submit_from_the_page_and_watch_the_curve_grow_live(page):
     assert p.locator(".boundary-svg rect[fill]").count() > 2
     p.locator("figure.chart").first.hover()
     assert "loss" in p.locator(".chart-tip").first.text_content()
+    parameters = p.locator("section:has(> table.params)")
+    parameters.wait_for()
+    assert parameters.locator("tbody tr").count() == 16 + 16 + 1
+    assert parameters.text_content().endswith(parameters.locator("table.params").text_content())  # nothing after it
     page.screenshot("run")
 
 
