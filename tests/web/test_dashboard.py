@@ -263,6 +263,16 @@ def test_queue_view(page):
     page.screenshot("queue")
 
 
+def test_the_queue_says_when_no_worker_is_live(page):
+    """An empty workers table was all it showed: headers, no row, no word on why nothing runs."""
+    page.page.route("**/workers", lambda route: route.fulfill(json=[]))
+    page.goto("/queue")
+    message = page.page.locator(".empty-workers")
+    message.wait_for()
+    assert "queued jobs wait until one starts" in message.text_content()
+    assert page.page.locator("table.workers").count() == 0
+
+
 def test_a_sweeps_leaderboard_and_its_scatter_plots_update_live(page, service):
     response = service.http.post("/sweeps", json={
         "spec": {"steps": 40, "record": {"graph_svg": False}},

@@ -32,6 +32,12 @@ export function renderQueue(main, {signal}) {
     }
     try {
       const live = await get("/workers", {signal});
+      if (!live.length) {
+        workers.replaceChildren(h("h2", {}, "Workers (none live)"), h("p", {class: "empty-workers"},
+          "No worker has beaten in the last ", h("code", {}, "STALE_AFTER_SECONDS"), ": queued jobs wait until one starts ",
+          "(", h("code", {}, "make run"), " starts one with the API; in the compose stack, the ", h("code", {}, "worker"), " service)."));
+        return;
+      }
       workers.replaceChildren(h("h2", {}, `Workers (${live.length} live)`), h("table", {class: "runs workers"},
         h("thead", {}, h("tr", {}, ["worker", "state", "job", "started", "last heartbeat"].map((c) => h("th", {}, c)))),
         h("tbody", {}, live.map((w) => h("tr", {},
