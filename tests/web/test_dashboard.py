@@ -273,6 +273,25 @@ def test_the_queue_says_when_no_worker_is_live(page):
     assert page.page.locator("table.workers").count() == 0
 
 
+DIVERGES = {"model": {"layers": [16, 16, 1], "activations": ["relu", "relu", "linear"]}, "data": {"kind": "moons"},
+            "loss": "sse", "optimizer": {"lr": 1000}, "steps": 200, "record": {"graph_svg": False}}
+
+
+def test_a_failed_runs_reason_is_in_the_table_and_on_its_page(page, service):
+    job_id = service.submit({"spec": DIVERGES, "name": "diverges"})
+    job = service.finished(job_id)[job_id]
+    assert job["status"] == "failed" and job["error"].startswith("diverged at step"), job
+    p = page.page
+    page.goto("/runs")
+    reason = p.locator(f"tr[data-id='{job_id}'] .reason")
+    reason.wait_for()
+    assert reason.text_content() == job["error"] == reason.get_attribute("title")
+    page.screenshot("runs-failed")
+    reason.click()
+    wait_for_hash(p, f"^#/runs/{job_id}$")
+    assert p.locator(".error-box pre").text_content() == job["error"]
+
+
 def test_a_sweeps_leaderboard_and_its_scatter_plots_update_live(page, service):
     response = service.http.post("/sweeps", json={
         "spec": {"steps": 40, "record": {"graph_svg": False}},
