@@ -79,6 +79,9 @@ class ServiceProcess:
     def log(self):
         return self.log_path.read_text(errors="replace")
 
+    def log_size(self):
+        return len(self.log()) if self.log_path.exists() else 0
+
     def running(self):
         return self.process is not None and self.process.poll() is None
 
@@ -169,16 +172,25 @@ class Api(ServiceProcess):
 
 
 class Cluster:
-    """The processes of one test: an API, any number of workers, and their cleanup."""
+    """The processes of one test: an API, any number of workers, and their cleanup.
 
-    def __init__(self, database_url, broker_url, log_dir, **env_overrides):
+    `api`: an API already running on the same database and broker (the tests' session API, see
+    conftest.py), which `start_api` then hands out instead of starting one; it is not the cluster's to
+    kill, and `logs` shows what it wrote since the cluster was made."""
+
+    def __init__(self, database_url, broker_url, log_dir, api=None, **env_overrides):
         self.env = service_env(database_url, broker_url, **env_overrides)
         self.log_dir = log_dir
         self.processes = []
         self.workers = []
         self.api = None
+        self._shared_api = api
+        self._shared_api_log_start = api.log_size() if api else 0
 
     def start_api(self):
+        if self._shared_api is not None:
+            self.api = self._shared_api
+            return self.api.wait_ready()
         self.api = Api("api", self.env, self.log_dir, free_port())
         self.processes.append(self.api.start())
         return self.api.wait_ready()
@@ -193,8 +205,16 @@ class Cluster:
         self.workers.append(worker)
         return worker.wait_ready() if wait else worker
 
+    def start_workers(self, *names):
+        """Several workers started at once (their start-ups overlap), returned once all are ready."""
+        return [worker.wait_ready() for worker in [self.start_worker(name, wait=False) for name in names]]
+
     def logs(self):
-        return "\n".join(f"===== {p.name} =====\n{p.log()[-4000:]}" for p in self.processes)
+        shown = [f"===== {p.name} =====\n{p.log()[-4000:]}" for p in self.processes]
+        if self._shared_api is not None:
+            since = self._shared_api.log()[self._shared_api_log_start:]
+            shown.insert(0, f"===== {self._shared_api.name} (the session's; this test's part) =====\n{since[-4000:]}")
+        return "\n".join(shown)
 
     def cleanup(self):
         for process in self.processes:

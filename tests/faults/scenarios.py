@@ -56,7 +56,7 @@ def pool_child_killed_at(cluster, client, fraction=0.8, length=1.0, delay=0.0):
 
 def whole_worker_killed(cluster, client):
     """SIGKILL of the main process of the worker running the job, while another worker is alive."""
-    workers = [cluster.start_worker(name) for name in ("w1", "w2")]
+    workers = cluster.start_workers("w1", "w2")
     jobs = _submit(client, 1)
     holder = next(w for w in workers if w.busy())
     survivor = next(w for w in workers if w is not holder)
@@ -66,7 +66,7 @@ def whole_worker_killed(cluster, client):
 
 
 def delivered_twice(cluster, client):
-    workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
+    workers = dict(zip(("w1", "w2"), cluster.start_workers("w1", "w2")))
     spec = long_spec()
     job_id = client.submit(spec)
     fault = Fault([(job_id, spec)], [client.job(job_id)["status"]], [0], workers=workers)
@@ -86,7 +86,7 @@ def sigterm_mid_job(cluster, client):
 
 def redis_restarted(cluster, client, redis_server):
     """Two jobs running and two waiting in Redis when it dies (the waiting messages die with it)."""
-    workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
+    workers = dict(zip(("w1", "w2"), cluster.start_workers("w1", "w2")))
     jobs = _submit(client, 4)
     fault = _before(client, jobs, workers)
     redis_server.restart(down_seconds=1)
@@ -97,7 +97,7 @@ def postgres_restarted(cluster, client, postgres_server, down_seconds=2, fractio
     """An immediate stop (every connection dies mid-transaction) while workers write. Short jobs
     (`fraction` of the usual length) end their training while it is down, so their final write
     waits for it; down longer than STALE_AFTER_SECONDS, every running job also looks crashed."""
-    workers = {name: cluster.start_worker(name) for name in ("w1", "w2")}
+    workers = dict(zip(("w1", "w2"), cluster.start_workers("w1", "w2")))
     jobs = _submit(client, 3, fraction)
     fault = _before(client, jobs, workers)
     postgres_server.restart(down_seconds=down_seconds)
@@ -111,7 +111,7 @@ def sweep_worker_killed(cluster, client):
     """SIGKILL of the worker running a sweep's trial, another worker alive: the killed trial runs again
     and the sweep ends with exactly its trials (a grid over the seed, so every trial is a different,
     known run). One trial at a time, so the worker running it is the one busy worker."""
-    workers = [cluster.start_worker(name) for name in ("w1", "w2")]
+    workers = cluster.start_workers("w1", "w2")
     sweep_id = client.create_sweep({"spec": long_spec(fraction=0.5), "space": {"seed": list(range(SWEEP_TRIALS))},
                                     "method": "grid", "parallelism": 1})
     client.wait_sweep(sweep_id, lambda sweep: sweep["counts"]["succeeded"] >= 1, timeout=60,
