@@ -21,10 +21,8 @@ by the sweeper on a timer, so that a dead worker cannot stall a sweep."""
 import json
 import logging
 import warnings
+from functools import cache
 
-import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import Trial, TrialState, create_trial
 from pydantic import ValidationError
 
 from core.sweep_spec import ChoiceParam, FloatParam, SweepSpec
@@ -35,9 +33,17 @@ from services.store.db import session_scope
 from services.store.sweeps import Decision, NewTrial
 
 log = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 MAX_ERROR_CHARS = 2000
+
+
+@cache
+def _optuna():
+    """Optuna, imported when a sweep first advances: ~0.2 CPU s that the API and every worker process
+    paid at start-up, most of them never advancing a sweep."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
 
 
 def advance(sweep_id) -> sweep_store.Advanced:
@@ -85,12 +91,13 @@ class Space:
 
 
 def _distribution(param):
+    distributions = _optuna().distributions
     if isinstance(param, FloatParam):
-        return FloatDistribution(param.low, param.high, log=param.log)
+        return distributions.FloatDistribution(param.low, param.high, log=param.log)
     if isinstance(param, ChoiceParam):
-        return CategoricalDistribution(list(range(len(param.values))))
+        return distributions.CategoricalDistribution(list(range(len(param.values))))
     low, high = param.corners()
-    return IntDistribution(low, high, log=param.log, step=param.step)
+    return distributions.IntDistribution(low, high, log=param.log, step=param.step)
 
 
 def _index_of(values, value) -> int:
@@ -100,13 +107,14 @@ def _index_of(values, value) -> int:
 
 # ---- the study, rebuilt ------------------------------------------------------------------------------------
 
-def _study(sweep: SweepSpec, sampler=None) -> optuna.Study:
+def _study(sweep: SweepSpec, sampler=None):
+    optuna = _optuna()
     return optuna.create_study(direction=sweep.direction, sampler=sampler or optuna.samplers.RandomSampler(0),
                                pruner=_pruner(sweep))
 
 
 def _pruner(sweep: SweepSpec):
-    rule = sweep.early_stopping
+    optuna, rule = _optuna(), sweep.early_stopping
     if rule is None:
         return optuna.pruners.NopPruner()
     steps = sweep.spec.steps
@@ -119,6 +127,7 @@ def _pruner(sweep: SweepSpec):
 
 
 def _sampler(sweep: SweepSpec, space: Space, asked_so_far: int):
+    optuna = _optuna()
     seed = (sweep.seed * 1_000_003 + asked_so_far) % 2**32  # a fresh, reproducible stream per advance
     if sweep.method == "grid":
         return optuna.samplers.GridSampler(space.grid(), seed=sweep.seed)  # its order depends on the seed only
@@ -136,6 +145,7 @@ def _add_trial(study, sweep, space, snapshot, trial, state=None, intermediate=No
     value = None
     if state is None:
         state, value, intermediate = _outcome(sweep, snapshot, trial)
+    create_trial = _optuna().trial.create_trial
     study.add_trial(create_trial(state=state, value=value, params=space.to_optuna(trial.params),
                                  distributions=space.distributions, system_attrs=trial.system_attrs,
                                  intermediate_values=intermediate or {}))
@@ -144,6 +154,7 @@ def _add_trial(study, sweep, space, snapshot, trial, state=None, intermediate=No
 
 def _outcome(sweep, snapshot, trial):
     """(state, objective value, intermediate values) of a trial as Optuna needs them."""
+    TrialState = _optuna().trial.TrialState  # noqa: N806 (Optuna's name)
     if trial.pruned:  # the sampler ranks pruned trials by their last reported step and value
         last = trial.checked_step
         return TrialState.PRUNED, None, {} if last is None else _intermediate(sweep, snapshot, trial, last, last)
@@ -181,7 +192,8 @@ def _prune_running_trials(sweep, space, snapshot, decision) -> None:
     trials = {}
     for trial in snapshot.trials:
         if trial.number in judged:
-            trials[trial.number] = _add_trial(study, sweep, space, snapshot, trial, state=TrialState.RUNNING,
+            trials[trial.number] = _add_trial(study, sweep, space, snapshot, trial,
+                                              state=_optuna().trial.TrialState.RUNNING,
                                               intermediate=_checked_points(sweep, snapshot, trial))
         else:
             _add_trial(study, sweep, space, snapshot, trial)
@@ -207,7 +219,7 @@ def _has_unseen_points(trial) -> bool:
 
 def _replay(study, frozen, points: dict):
     """Reports each new point to the pruner in step order; the step at which it says stop, or None."""
-    trial = Trial(study, frozen._trial_id)
+    trial = _optuna().trial.Trial(study, frozen._trial_id)
     for step in sorted(points):
         trial.report(points[step], step)
         if trial.should_prune():
@@ -244,7 +256,7 @@ def _ask_new_trials(sweep, space, snapshot, decision) -> None:
         except ValidationError as e:
             reason = f"these parameters make an invalid spec: {e}"[:MAX_ERROR_CHARS]
             decision.new_trials.append(NewTrial(params=params, system_attrs=attrs, spec=None, error=reason))
-            study.tell(asked, state=TrialState.FAIL)
+            study.tell(asked, state=_optuna().trial.TrialState.FAIL)
             continue
         decision.new_trials.append(NewTrial(params=params, system_attrs=attrs, spec=spec))
 
