@@ -89,8 +89,13 @@ def mgs(capsys, *argv, code=0):
 
 
 # Variables by which the environment the suite runs in (a terminal, CI) would make the CLI's pipes look like
-# a terminal or size them: with FORCE_COLOR=1 the Ctrl-C and --help tests failed (a progress bar, escape codes).
-TERMINAL_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
+# a terminal or size them (rich's, and typer's for its help): with FORCE_COLOR=1, PY_COLORS=1 or GITHUB_ACTIONS=true
+# the Ctrl-C or --help tests failed (a progress bar, escape codes), with TERMINAL_WIDTH=60 the --help test.
+TERMINAL_VARIABLES = ("FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS",
+                      "LINES", "TERMINAL_WIDTH")
+# The live displays of a CLI on a terminal, its output piped to the test: forced by TTY_*, and drawn only if the
+# terminal is not a dumb one (with TERM=dumb, as CI systems often set, the bar and the leaderboard were not drawn).
+AS_ON_A_TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm", "NO_COLOR": "1"}
 
 
 def piped_env(**env):
@@ -288,7 +293,7 @@ def test_submit_wait_shows_live_progress_fed_by_the_api(server, received, key, t
     monkeypatch.setattr(queue, "enqueue", slow_worker)
 
     run = mgs_process("submit", spec_file(tmp_path), "--wait", "--poll", "0.1", "--url", server, "--key", key,
-                      env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1", "COLUMNS": "120"})
+                      env={**AS_ON_A_TERMINAL, "COLUMNS": "120"})
     workers[0].join()
     assert run.returncode == 0, run.stderr
     for step, loss in [(1, "1"), (2, "0.5"), (3, "0.333333"), (4, "0.25")]:
@@ -401,7 +406,7 @@ def test_sweeps_create_watch_show_list_cancel(trial_worker, capsys, tmp_path, mo
     body.write_text(json.dumps(sweep_body()))
 
     watched = mgs_process("sweep", "create", body, "--watch", "--poll", "0.1",
-                          env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1", "COLUMNS": "200"})
+                          env={**AS_ON_A_TERMINAL, "COLUMNS": "200"})
     assert watched.returncode == 0, watched.stderr
     assert ": running, " in watched.stderr and "optimizer.lr" in watched.stderr  # the live leaderboard
     assert ": finished, 4 of 4 trials (4 succeeded)" in watched.stdout
