@@ -44,6 +44,11 @@ export function keyGiven() {
   banner("");
 }
 
+// A view's subject does not exist (404): say so in place of the view, not over an empty skeleton of it.
+export function notFound(main, {title, text, back}) {
+  main.replaceChildren(h("h1", {}, title), h("p", {class: "not-found"}, text, " ", h("a", {href: back[0]}, back[1])));
+}
+
 export function errorText(error) {
   return error?.message ?? String(error);
 }

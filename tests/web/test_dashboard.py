@@ -256,6 +256,24 @@ def test_a_refused_key_stops_every_view_until_a_good_key_is_given(browser, servi
     assert not refusals, refusals
 
 
+def test_a_run_or_sweep_that_does_not_exist_says_so(browser, service):
+    """A deleted run's link (or another owner's) showed the run view's skeleton: empty charts saying "no data
+    yet", a progress bar, a banner with the 404's detail above it."""
+    missing = "00000000-0000-4000-8000-000000000000"
+    with fresh_page(browser, service, service.key) as wrapped:
+        p = wrapped.page
+        for route, title, back in ((f"/runs/{missing}", "Run not found", "#/runs"),
+                                   (f"/sweeps/{missing}", "Sweep not found", "#/sweeps")):
+            wrapped.goto(route)
+            p.wait_for_selector(f"h1:has-text('{title}')")
+            assert missing in p.locator(".not-found").text_content()
+            assert p.locator(f".not-found a[href='{back}']").count() == 1
+            assert p.locator("figure, progress, table").count() == 0
+            assert p.locator("#banner").is_hidden()
+        wrapped.screenshot("not-found")
+    assert all(e.startswith("Failed to load resource") and "404" in e for e in wrapped.errors), wrapped.errors
+
+
 def test_queue_view(page):
     page.goto("/queue")
     page.page.wait_for_selector(".card-value")

@@ -4,7 +4,7 @@ import { COLORS, LineChart } from "../chart.js";
 import { h, idChip, statusBadge } from "../dom.js";
 import { ago, duration, localTime, num, pct } from "../format.js";
 import { follow, isFinal } from "../live.js";
-import { banner, errorText } from "../shell.js";
+import { banner, errorText, notFound } from "../shell.js";
 import { boundaryPanel } from "./boundary.js";
 
 const GRAPH_POLL_MS = 500;
@@ -153,7 +153,10 @@ export function renderRun(main, {args: [id], signal}) {
         });
       }
     } catch (error) {
-      if (error.name !== "AbortError") banner(`Could not load run ${id}: ${errorText(error)}`);
+      if (error.status === 404) {
+        notFound(main, {title: "Run not found", back: ["#/runs", "Back to the runs"],
+                        text: `There is no run ${id} for this key: it was deleted, or it belongs to another owner.`});
+      } else if (error.name !== "AbortError") banner(`Could not load run ${id}: ${errorText(error)}`);
     }
   }
 

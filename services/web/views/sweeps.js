@@ -3,7 +3,7 @@
 import { get, post, q } from "../api.js";
 import { h, idChip, s, statusBadge } from "../dom.js";
 import { ago, num } from "../format.js";
-import { banner, errorText } from "../shell.js";
+import { banner, errorText, notFound } from "../shell.js";
 import { ticks } from "../chart.js";
 
 const REFRESH_MS = 2000;
@@ -46,7 +46,11 @@ export function renderSweep(main, {args: [id], signal}) {
       draw(sw);
       if (sw.status !== "running") clearInterval(timer);
     } catch (error) {
-      if (error.name !== "AbortError") banner(`Could not load sweep ${id}: ${errorText(error)}`);
+      if (error.status === 404) {
+        clearInterval(timer);
+        notFound(main, {title: "Sweep not found", back: ["#/sweeps", "Back to the sweeps"],
+                        text: `There is no sweep ${id} for this key: it was deleted, or it belongs to another owner.`});
+      } else if (error.name !== "AbortError") banner(`Could not load sweep ${id}: ${errorText(error)}`);
     }
   }
 
