@@ -331,3 +331,34 @@ def test_a_sweeps_leaderboard_and_its_scatter_plots_update_live(page, service):
     assert p.locator("figure.scatter-chart[data-param='optimizer.lr'] circle.trial").count() == 4
     assert p.locator("figure.scatter-chart[data-param='seed'] circle.trial").count() == 4
     page.screenshot("sweep")
+
+
+def test_pruned_trials_are_drawn_apart_from_the_objectives_scale(page, service):
+    """Pruned trials have no objective. They were drawn on the scatter's bottom edge: where a minimized
+    objective's best values are, so they read as the best trials of the sweep."""
+    response = service.http.post("/sweeps", json={
+        "spec": {"steps": 10, "record": {"graph_svg": False}}, "space": {"optimizer.lr": [0.05, 0.1, 0.2]},
+        "method": "grid", "trials": 3, "objective": "final_loss"})
+    assert response.status_code == 201, response.text
+    sweep_id = response.json()["id"]
+    for _ in range(600):
+        sweep = service.http.get(f"/sweeps/{sweep_id}").json()
+        if sweep["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert sweep["counts"]["succeeded"] == 3, sweep
+    # the last trial as the sweep reports one that early stopping pruned (a real one needs a longer sweep)
+    sweep["leaderboard"][2].update(status="cancelled", pruned=True, objective=None)
+    sweep["counts"].update(succeeded=2, pruned=1)
+    page.page.route(f"**/sweeps/{sweep_id}", lambda route: route.fulfill(json=sweep))
+    p = page.page
+    page.goto(f"/sweeps/{sweep_id}")
+    figure = p.locator("figure.scatter-chart[data-param='optimizer.lr']")
+    figure.locator("circle.trial.pruned").wait_for()
+    frame_top = float(figure.locator("rect.frame").get_attribute("y"))
+    pruned = float(figure.locator("circle.trial.pruned").get_attribute("cy"))
+    scored = [float(c.get_attribute("cy")) for c in figure.locator("circle.trial:not(.pruned)").all()]
+    assert len(scored) == 2
+    assert pruned + 4 < frame_top < min(scored)  # above the plot, in a lane of its own
+    assert figure.locator("text.pruned-lane").text_content() == "pruned"
+    page.screenshot("sweep-pruned")

@@ -83,8 +83,9 @@ function fmt(value) {
   return typeof value === "number" ? num(value) : JSON.stringify(value);
 }
 
-// One small scatter: this parameter's value (x) against the objective (y); pruned trials as hollow
-// orange rings at their last reported step's objective-less position (the bottom edge).
+// One small scatter: this parameter's value (x) against the objective (y); pruned trials, which have no
+// objective, as hollow orange rings in a lane of their own above the plot, labelled "pruned" (not on an
+// edge of it, where they would read as the best or the worst values).
 function scatter(path, param, trials, objective) {
   const width = 300, height = 200, pad = {l: 56, r: 12, t: 10, b: 30};
   const numeric = typeof (trials.find((t) => t.params[path] !== undefined)?.params[path]) === "number";
@@ -106,8 +107,11 @@ function scatter(path, param, trials, objective) {
   [x0, x1, y0, y1] = [x0 - mx, x1 + mx, y0 - my, y1 + my];
   const sx = (v) => pad.l + (fx(v) - x0) / (x1 - x0) * (width - pad.l - pad.r);
   const sxi = (v) => pad.l + (v - x0) / (x1 - x0) * (width - pad.l - pad.r);
-  const sy = (v) => pad.t + (1 - (v - y0) / (y1 - y0)) * (height - pad.t - pad.b);
-  const axes = s("g", {class: "axes"}, s("rect", {x: pad.l, y: pad.t, width: width - pad.l - pad.r, height: height - pad.t - pad.b, class: "frame"}));
+  const lane = trials.some((t) => t.pruned && t.objective === null) ? 18 : 0;  // the pruned trials' lane
+  const top = pad.t + lane;
+  const sy = (v) => top + (1 - (v - y0) / (y1 - y0)) * (height - top - pad.b);
+  const axes = s("g", {class: "axes"}, s("rect", {x: pad.l, y: top, width: width - pad.l - pad.r, height: height - top - pad.b, class: "frame"}));
+  if (lane) axes.append(s("text", {x: pad.l - 4, y: pad.t + lane / 2 + 3, "text-anchor": "end", class: "pruned-lane"}, "pruned"));
   for (const t of ticks(y0, y1, 4)) axes.append(s("text", {x: pad.l - 4, y: sy(t) + 4, "text-anchor": "end"}, num(t)));
   if (numeric) {
     const decades = ticks(x0, x1, 4).filter(Number.isInteger);
@@ -116,8 +120,8 @@ function scatter(path, param, trials, objective) {
   }
   else categories.forEach((c, i) => axes.append(s("text", {x: sxi(i), y: height - pad.b + 14, "text-anchor": "middle"}, c.length > 12 ? c.slice(0, 11) + "…" : c)));
   axes.append(s("text", {x: pad.l + (width - pad.l - pad.r) / 2, y: height - 4, "text-anchor": "middle", class: "label"}, path),
-              s("text", {x: 10, y: pad.t + (height - pad.t - pad.b) / 2, "text-anchor": "middle", class: "label",
-                         transform: `rotate(-90 10 ${pad.t + (height - pad.t - pad.b) / 2})`}, objective));
+              s("text", {x: 10, y: top + (height - top - pad.b) / 2, "text-anchor": "middle", class: "label",
+                         transform: `rotate(-90 10 ${top + (height - top - pad.b) / 2})`}, objective));
   svg.append(axes);
   const dots = s("g");
   for (const t of trials) {
@@ -126,7 +130,7 @@ function scatter(path, param, trials, objective) {
     const x = numeric ? sx(v) : sxi(v);
     const title = s("title", {}, `trial ${t.number}: ${path} = ${fmt(t.params[path])}, ${objective} ${num(t.objective)}${t.pruned ? " (pruned)" : ""}`);
     if (t.objective !== null) dots.append(s("circle", {cx: x, cy: sy(t.objective), r: 4, fill: TRIAL_COLOR[t.status] || "#2f6fdf", class: "trial"}, title));
-    else if (t.pruned) dots.append(s("circle", {cx: x, cy: height - pad.b - 4, r: 4, fill: "none", stroke: TRIAL_COLOR.pruned, "stroke-width": 1.5, class: "trial pruned"}, title));
+    else if (t.pruned) dots.append(s("circle", {cx: x, cy: pad.t + lane / 2, r: 4, fill: "none", stroke: TRIAL_COLOR.pruned, "stroke-width": 1.5, class: "trial pruned"}, title));
   }
   svg.append(dots);
   return figure;
