@@ -8,6 +8,7 @@ import httpx
 from .harness import REPO
 
 FINAL = ("succeeded", "failed", "cancelled")
+FINAL_POLL_SECONDS = 0.25
 
 
 class JobClient:
@@ -54,17 +55,20 @@ class JobClient:
             if cursor is None:
                 return found
 
-    def wait_sweep(self, sweep_id, condition, timeout, what):
+    def wait_sweep(self, sweep_id, condition, timeout, what, interval=0.1):
         """Poll the sweep until `condition(sweep)` holds, as `wait_for` does a job."""
-        return _poll(lambda: self.sweep(sweep_id), condition, timeout, f"sweep {sweep_id} not {what}")
+        return _poll(lambda: self.sweep(sweep_id), condition, timeout, f"sweep {sweep_id} not {what}", interval)
 
-    def wait_for(self, job_id, condition, timeout, what):
+    def wait_for(self, job_id, condition, timeout, what, interval=0.1):
         """Poll the job until `condition(job)` holds; transient API/database errors are retried
-        (a test may be restarting PostgreSQL underneath the API)."""
-        return _poll(lambda: self.job(job_id), condition, timeout, f"job {job_id} not {what}")
+        (a test may be restarting PostgreSQL underneath the API). Every 0.1 s by default, so that a
+        fault timed on what the poll sees lands while the job is still at it."""
+        return _poll(lambda: self.job(job_id), condition, timeout, f"job {job_id} not {what}", interval)
 
     def wait_final(self, job_id, timeout):
-        return self.wait_for(job_id, lambda job: job["status"] in FINAL, timeout, "final")
+        """Nothing is timed on a job's end: polled every 0.25 s (each poll costs the API and the test
+        ~5 ms of CPU, and a test waits for its jobs' ends for tens of seconds)."""
+        return self.wait_for(job_id, lambda job: job["status"] in FINAL, timeout, "final", interval=FINAL_POLL_SECONDS)
 
     def wait_running(self, job_id, timeout, min_step=1):
         """Running and past `min_step` steps, so a kill lands mid-training."""
@@ -72,7 +76,7 @@ class JobClient:
                              and job["progress"]["step"] >= min_step, timeout, f"running past step {min_step}")
 
 
-def _poll(read, condition, timeout, failure):
+def _poll(read, condition, timeout, failure, interval):
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
@@ -82,7 +86,7 @@ def _poll(read, condition, timeout, failure):
                 return seen
         except (httpx.HTTPError, AssertionError):
             pass
-        time.sleep(0.1)
+        time.sleep(interval)
     raise TimeoutError(f"{failure} after {timeout}s; last seen: {seen}")
 
 

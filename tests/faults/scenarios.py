@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .client import enqueue_again
+from .client import FINAL_POLL_SECONDS, enqueue_again
 from .specs import long_spec
 
 
@@ -132,7 +132,8 @@ def sweep_trials(client, fault, timeout):
     """Waits for the sweep to end and makes its trials the fault's jobs; returns the sweep and how many
     jobs the owner has in all (the sweep is the only thing the test submitted)."""
     try:
-        sweep = client.wait_sweep(fault.sweep_id, lambda sweep: sweep["status"] != "running", timeout, "finished")
+        sweep = client.wait_sweep(fault.sweep_id, lambda sweep: sweep["status"] != "running", timeout, "finished",
+                                  interval=FINAL_POLL_SECONDS)
     except TimeoutError:
         sweep = client.sweep(fault.sweep_id)
     fault.jobs = [(t["job_id"], client.job(t["job_id"])["spec"]) for t in sweep["leaderboard"] if t["job_id"]]
