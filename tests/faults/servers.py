@@ -30,8 +30,10 @@ def _newest_postgres_bin():
 
 PG_BIN = _newest_postgres_bin()
 MISSING = {"redis": None if shutil.which("redis-server") else "needs redis-server (apt-get install redis-server)",
-           "postgres": None if os.path.exists(f"{PG_BIN}/initdb") and shutil.which("runuser") else
-           "needs PostgreSQL's server binaries (apt-get install postgresql) and runuser"}
+           "postgres": "needs PostgreSQL's server binaries (apt-get install postgresql) and runuser"
+           if not (os.path.exists(f"{PG_BIN}/initdb") and shutil.which("runuser")) else
+           "needs root: the throwaway cluster runs as the `postgres` user (runuser) in a directory given to it (chown)"
+           if os.geteuid() != 0 else None}
 
 
 def free_port():
