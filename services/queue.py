@@ -121,10 +121,8 @@ def celery_client() -> Celery:
 
 
 def enqueue(job_id) -> None:
-    """Sends the task for `job_id` and records the delivery time on the job row."""
+    """Sends the task for a job just stored (its row says it was sent at its creation: models.Job.enqueued_at)."""
     send(job_id)
-    with session_scope() as session:
-        jobs.mark_enqueued(session, job_id)
 
 
 def send(job_id) -> None:

@@ -73,7 +73,7 @@ def authenticate(authorization: Optional[str], auth_required: bool) -> str:
     scheme, key = get_authorization_scheme_param(authorization)
     if scheme.lower() != "bearer" or not key:
         raise Refused("malformed Authorization header: expected 'Bearer <key>'", error="invalid_request")
-    with db.session_scope() as session:
+    with db.session_scope(autocommit=True) as session:  # one SELECT: one round trip
         owner = keys.owner_for_api_key(session, key)
     if owner is None:
         raise Refused("invalid or revoked API key", error="invalid_token")

@@ -100,17 +100,24 @@ def ensure_sqlite_dir(url: str) -> None:
 
 
 @lru_cache
-def _session_factory(url: str) -> sessionmaker:
-    return sessionmaker(bind=_engine_for(url), expire_on_commit=False)
+def _session_factory(url: str, autocommit: bool = False) -> sessionmaker:
+    engine = _engine_for(url)
+    if autocommit and engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")  # the same pool
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def get_session() -> Session:
-    return _session_factory(get_settings().DATABASE_URL)()
+def get_session(autocommit: bool = False) -> Session:
+    return _session_factory(get_settings().DATABASE_URL, autocommit)()
 
 
 @contextmanager
-def session_scope():
-    session = get_session()
+def session_scope(autocommit: bool = False):
+    """A session, rolled back on an error and closed after. autocommit: every statement is its own
+    transaction, for a lone statement, which then costs one round trip to PostgreSQL instead of three (the
+    driver's BEGIN, the statement, COMMIT); SQLite's sessions are the usual ones (its transactions cost no
+    round trip)."""
+    session = get_session(autocommit)
     try:
         yield session
     except BaseException:

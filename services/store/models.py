@@ -64,7 +64,10 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     spec: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    enqueued_at: Mapped[Optional[datetime]]  # the last time the task was sent to the broker
+    # The last time the task was sent to the broker. A new job is sent as it is stored, so it starts at its
+    # creation: no second write after the send (if the send fails, the sweeper sends it REDELIVER_QUEUED_AFTER
+    # from here, as it would from created_at).
+    enqueued_at: Mapped[Optional[datetime]] = mapped_column(default=utcnow)
     started_at: Mapped[Optional[datetime]]
     finished_at: Mapped[Optional[datetime]]
     heartbeat_at: Mapped[Optional[datetime]]

@@ -107,10 +107,10 @@ def test_claims_and_heartbeats_do_not_wait_for_the_disk_but_history_and_results_
         job = new_job(session)
         seen.clear()
         token = claim(session, job)
-        assert seen == ["SET async", "UPDATE"]
+        assert seen == ["UPDATE async"]
         seen.clear()
         assert jobs.heartbeat(session, job.id, token)
-        assert seen == ["SET async", "UPDATE"]
+        assert seen == ["UPDATE async"]
         seen.clear()
         jobs.record_progress(session, job.id, token, [jobs.Point(0, 1.0)], 1, 1.0)
         jobs.finish_job(session, job.id, token, "succeeded", [jobs.Point(1, 0.5)], 2, {"final_loss": 0.5}, "{}")
@@ -249,7 +249,6 @@ def test_active_jobs_are_counted_per_owner(session):
 def test_undelivered_and_stale_jobs_are_taken_for_redelivery_once(session):
     queued, running, fresh = new_job(session), new_job(session), new_job(session)
     claim(session, running)
-    jobs.mark_enqueued(session, fresh.id)
     taken = jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=0.5, max_attempts=3)
     assert taken == [running.id]  # the queued ones were created or sent a moment ago: not yet "a while"
     taken = set(jobs.take_jobs_to_redeliver(session, stale_after=STALE_NOW, redeliver_after=0, max_attempts=3))
@@ -261,7 +260,6 @@ def test_a_dead_workers_job_is_sent_again_soon_after_its_heartbeat_stops(session
     """However recently it was first sent: a job that ran 5 s on a worker killed then is back after
     `stale_after`, not after `redeliver_after`; and once sent, not again until it has been stale that long."""
     job = new_job(session)
-    jobs.mark_enqueued(session, job.id)
     claim(session, job)
     age(session, job, heartbeat_at=20, enqueued_at=25)
     assert jobs.take_jobs_to_redeliver(session, stale_after=15, redeliver_after=60, max_attempts=3) == [job.id]
@@ -271,7 +269,6 @@ def test_a_dead_workers_job_is_sent_again_soon_after_its_heartbeat_stops(session
 def test_a_fresh_heartbeat_is_left_alone(session):
     job = new_job(session)
     token = claim(session, job)
-    jobs.mark_enqueued(session, job.id)
     assert jobs.heartbeat(session, job.id, token)
     assert jobs.take_jobs_to_redeliver(session, stale_after=60, redeliver_after=0, max_attempts=3) == []
     assert jobs.fail_exhausted_jobs(session, stale_after=60, max_attempts=1) == []

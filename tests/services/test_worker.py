@@ -385,8 +385,9 @@ def test_a_job_the_sweeper_could_not_send_is_sent_by_the_next_sweep(worker, serv
     from services.worker.sweeper import sweep
     service_env(REDELIVER_QUEUED_AFTER_SECONDS=600)
     job_id = submit()
-    with session_scope() as session:  # its message was lost an hour ago
-        session.execute(update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(hours=1)))
+    with session_scope() as session:  # it was stored and sent an hour ago, and its message was lost
+        an_hour_ago = utcnow() - timedelta(hours=1)
+        session.execute(update(Job).where(Job.id == job_id).values(created_at=an_hour_ago, enqueued_at=an_hour_ago))
         session.commit()
 
     def broker_down(job_id):

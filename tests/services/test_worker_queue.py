@@ -21,9 +21,13 @@ def broker(service_env, tmp_path):
     queue.celery_client.cache_clear()
 
 
-def test_enqueue_sends_the_task_by_name_and_records_the_delivery(broker):
+def test_enqueue_sends_the_task_by_name_for_a_job_stored_as_sent(broker):
+    """A job is stored as sent (enqueued_at, from which the sweeper counts before sending it again), and
+    enqueue sends it: no second write to the row after the send."""
     with session_scope() as session:
-        job_id = jobs.create_job(session, "alice", JobSpec()).id
+        job = jobs.create_job(session, "alice", JobSpec())
+        job_id = job.id
+        assert job.enqueued_at is not None and abs((job.enqueued_at - job.created_at).total_seconds()) < 1
     queue.enqueue(job_id)
     with Connection(broker) as connection:
         message = connection.SimpleQueue("celery").get(timeout=5)

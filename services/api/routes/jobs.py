@@ -69,14 +69,19 @@ def find_job(session, job_id, owner):
 
 @router.post("", status_code=201, response_model=JobCreated,
              responses={201: {"headers": headers(201)}, **errors(400, 413)})
-def submit_job(body: Submission, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+def submit_job(body: Submission, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
     """The body is a bare spec, or `{"spec": {...}, "name", "experiment", "tags", "notes"}` (run metadata
     beside the spec: the spec is the training recipe only)."""
     wrapped = isinstance(body, JobSubmission)
     submission = body if wrapped else JobSubmission(spec=body)
-    job = create(session, owner, settings, submission, loc=("body", "spec") if wrapped else ("body",))
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return JobCreated(id=job.id, name=job.name, status=job.status)
+    return created(create(session, owner, settings, submission, loc=("body", "spec") if wrapped else ("body",)))
+
+
+def created(job) -> Response:
+    """201 with the new job's JobCreated body and Location. Built here: a returned model would be validated
+    and serialized again by FastAPI, on another hop to the thread pool (a sync route's response is)."""
+    return Response(orjson.dumps({"id": job.id, "name": job.name, "status": job.status}), status_code=201,
+                    media_type="application/json", headers={"Location": f"/jobs/{job.id}"})
 
 
 def create(session, owner, settings, submission: JobSubmission, loc):
@@ -86,11 +91,12 @@ def create(session, owner, settings, submission: JobSubmission, loc):
     if problems:
         raise RequestValidationError([{**p, "loc": loc + tuple(p["loc"][1:])} for p in problems])
     cap = settings.MAX_ACTIVE_JOBS_PER_OWNER
-    active = job_store.count_active_jobs(session, owner)  # a quick no, before an experiment is made for nothing
-    if active >= cap:
-        raise too_many_active_jobs(job_store.TooManyActiveJobs(active, cap))
-    experiment = (None if submission.experiment is None
-                  else experiment_store.experiment_named(session, owner, submission.experiment))
+    experiment = None
+    if submission.experiment is not None:
+        active = job_store.count_active_jobs(session, owner)  # a quick no, before an experiment is made for nothing
+        if active >= cap:
+            raise too_many_active_jobs(job_store.TooManyActiveJobs(active, cap))
+        experiment = experiment_store.experiment_named(session, owner, submission.experiment)
     try:  # the count that decides, and the insert, in one transaction that holds the owner's cap
         job = job_store.create_job(session, owner, spec, name=submission.name, tags=submission.tags,
                                    notes=submission.notes, experiment_id=experiment and experiment.id, max_active=cap)
@@ -231,7 +237,7 @@ def attachment(filename):
 
 @router.post("/{job_id}/rerun", status_code=201, response_model=JobCreated,
              responses={201: {"headers": headers(201)}, **errors(400, 404, 413)})
-def rerun_job(job_id: JobId, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+def rerun_job(job_id: JobId, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
               body: Optional[RerunRequest] = None):
     """A new job from this one's spec (same seed: the same history bit for bit), optionally with a new seed or
     a spec patch; in the same experiment with the same tags unless the body says otherwise."""
@@ -251,9 +257,7 @@ def rerun_job(job_id: JobId, response: Response, session: SessionDep, owner: Own
     submission = JobSubmission(spec=spec, name=body.name, experiment=experiment,
                                tags=job.tags if body.tags is None else body.tags,
                                notes=f"re-run of {job.name} ({job.id})" if body.notes is None else body.notes)
-    new = create(session, owner, settings, submission, loc=("body", "spec_patch"))
-    response.headers["Location"] = f"/jobs/{new.id}"
-    return JobCreated(id=new.id, name=new.name, status=new.status)
+    return created(create(session, owner, settings, submission, loc=("body", "spec_patch")))
 
 
 def merge(base, patch):
