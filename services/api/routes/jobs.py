@@ -7,6 +7,7 @@ import math
 import uuid
 from typing import Annotated, Literal, Optional
 
+import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
