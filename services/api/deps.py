@@ -1,11 +1,11 @@
 """What a route needs besides its parameters: settings, a session, the caller's identity.
 
-The dependencies are `async def` although none awaits I/O on the common path: FastAPI runs a sync dependency on
-a thread of the shared pool (a sync generator twice: to enter and to leave), so a route with these five paid
-six thread hand-offs per request, each a wake-up of a pool thread and of the event loop (py-spy: a tenth of the
-API's CPU under a burst of POST /jobs). What they do is quick in-memory work; a session is opened lazily (no
-connection until its first query, on the route's thread), and one still holding a connection when the
-request ends is closed on a thread."""
+The dependencies are `async def`: FastAPI runs a sync dependency on a thread of the shared pool (a sync
+generator twice: to enter and to leave), so a route with these five paid six thread hand-offs per request,
+each a wake-up of a pool thread and of the event loop (py-spy: a tenth of the API's CPU under a burst of
+POST /jobs). Most of what they do is quick in-memory work, and what may wait on the network runs on a thread
+still: the per-owner rate limit where its window is in Redis, a session still holding a connection when the
+request ends (a session is opened lazily: no connection until its first query, on the route's thread)."""
 from collections import Counter
 from typing import Annotated
 
@@ -63,7 +63,8 @@ async def current_owner(request: Request,
 
 
 async def rate_limited_owner(request: Request, owner: Annotated[str, Depends(current_owner)]) -> str:
-    wait = request.app.state.rate_limiter.hit(owner)
+    limiter = request.app.state.rate_limiter
+    wait = await run_in_threadpool(limiter.hit, owner) if limiter.uses_the_network else limiter.hit(owner)
     if wait:
         raise HTTPException(429, f"rate limit of {request.app.state.settings.RATE_LIMIT_PER_MINUTE} "
                                  f"requests per minute exceeded", headers={"Retry-After": str(wait)})

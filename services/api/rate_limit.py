@@ -41,6 +41,12 @@ class MovingWindow:
         self.local = self.shared if isinstance(storage, MemoryStorage) else MovingWindowRateLimiter(MemoryStorage())
         self._shared_down_until = 0.0
 
+    @property
+    def uses_the_network(self) -> bool:
+        """Whether hit() and wait() may ask Redis (and wait for it): a caller on an event loop runs them on a
+        thread then, and in its own thread where they only count in memory."""
+        return self.item is not None and self.local is not self.shared
+
     def hit(self, key: str) -> int:
         """Counts one hit if there is room: 0; else, counting nothing, the seconds until there is (>= 1)."""
         if self.item is None or self._ask("hit", key):

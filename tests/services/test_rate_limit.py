@@ -1,6 +1,7 @@
 """The rate limits' moving window (services/api/rate_limit.py, on the `limits` package): what it counts and
 for how long, and where: in the process's memory, or, with a Redis broker, in Redis, shared by every API
 process (two apps on one Redis stand for two API processes)."""
+import asyncio
 import shutil
 import types
 
@@ -87,3 +88,27 @@ def test_while_redis_is_unreachable_each_process_counts_on_its_own(make_client, 
                          AUTH_FAILURES_PER_MINUTE=2)
     assert [client.get("/jobs").status_code for _ in range(3)] == [401, 401, 429]
     assert "Redis unreachable" in caplog.text
+
+
+def on_the_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.parametrize("in_redis", [True, False])
+def test_the_owner_limit_asks_redis_off_the_event_loop(make_client, redis_url, in_redis):
+    """The per-owner limit is an async dependency (no thread hop for a count in memory); a window in Redis
+    may wait for Redis (up to its timeout when it is unreachable), which must not stall every request."""
+    client = make_client(**({"BROKER_URL": redis_url} if in_redis else {}))
+    limiter, seen = client.app.state.rate_limiter, []
+    real_hit = limiter.hit
+
+    def hit(key):
+        seen.append(on_the_event_loop())
+        return real_hit(key)
+    limiter.hit = hit
+    assert client.get("/jobs").status_code == 200
+    assert seen == [not in_redis]
