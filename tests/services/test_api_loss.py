@@ -4,8 +4,8 @@ import math
 import pytest
 
 from services.api.schemas import LossPointOut, finite_or_none
-from services.store import db, jobs as job_store
-from tests.services.conftest import submit
+from services.store import db, jobs as job_store, keys
+from tests.services.conftest import auth, finish_job, start_job, submit
 
 LONG = 100_000
 SPIKE_STEP = 61_234
@@ -75,3 +75,42 @@ def test_a_running_jobs_points_come_back_as_loss_point_out_gave_them(client):
                              lr=finite_or_none(p.lr)).model_dump() for p in points]
     assert history == {"job_id": job_id, "status": "running", "total_points": 7, "points": expected}
     assert math.copysign(1, history["points"][0]["loss"]) == -1
+
+
+def test_a_finished_jobs_history_is_revalidated_with_its_etag(client):
+    """A running job's answer has no ETag (it grows); a finished job's has one per query, and If-None-Match with
+    it is 304 without a body. Another owner, or a deleted job, is still 404, whatever the ETag."""
+    running_id = submit(client)
+    start_job(running_id, losses=(0.5, 0.4))
+    running = client.get(f"/jobs/{running_id}/loss")
+    assert "etag" not in running.headers and "cache-control" not in running.headers
+    assert client.get(f"/jobs/{running_id}/loss", headers={"If-None-Match": "*"}).status_code == 200
+
+    job_id = submit(client)
+    finish_job(job_id, losses=(0.5, 0.4, 0.3))
+    whole = client.get(f"/jobs/{job_id}/loss")
+    assert whole.status_code == 200 and len(whole.json()["points"]) == 3
+    etag = whole.headers["etag"]
+    assert whole.headers["cache-control"] == "private, no-cache"
+    again = client.get(f"/jobs/{job_id}/loss", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert client.get(f"/jobs/{job_id}/loss", headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
+    assert client.get(f"/jobs/{job_id}/loss", headers={"If-None-Match": '"other"'}).status_code == 200
+
+    part = client.get(f"/jobs/{job_id}/loss", params={"start": 1}, headers={"If-None-Match": etag})
+    assert part.status_code == 200 and part.headers["etag"] != etag and len(part.json()["points"]) == 2
+    assert client.get(f"/jobs/{job_id}/loss", params={"max_points": 2}).headers["etag"] not in (etag, part.headers["etag"])
+
+    assert client.delete(f"/jobs/{job_id}").status_code in (200, 204)
+    assert client.get(f"/jobs/{job_id}/loss", headers={"If-None-Match": etag}).status_code == 404
+
+
+def test_another_owners_etag_request_is_404(make_client):
+    client = make_client(AUTH_REQUIRED="true")
+    with db.session_scope() as session:
+        alice, bob = keys.create_api_key(session, "alice"), keys.create_api_key(session, "bob")
+    job_id = submit(client, key=alice)
+    finish_job(job_id)
+    etag = client.get(f"/jobs/{job_id}/loss", headers=auth(alice)).headers["etag"]
+    assert client.get(f"/jobs/{job_id}/loss", headers={**auth(bob), "If-None-Match": etag}).status_code == 404
+    assert client.get(f"/jobs/{job_id}/loss", headers={**auth(alice), "If-None-Match": etag}).status_code == 304

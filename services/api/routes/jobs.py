@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Literal, Optional
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from core.spec import JobSpec
 from core.predict import Forward
 from services import queue
+from services.api import caching
 from services.api.deps import OwnerDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
 from services.api.limits import predict_limit_errors, spec_limit_errors
@@ -191,21 +192,35 @@ def cancel_job(job_id: JobId, session: SessionDep, owner: OwnerDep):
     return detail(session, job_store.cancel_job(session, job_id))
 
 
-@router.get("/{job_id}/loss", response_model=LossHistory, responses=errors(404))
+OPTIONAL_HEADER = {"required": False, "schema": {"type": "string"}}
+FINAL_LOSS_HEADERS = {
+    "ETag": {**OPTIONAL_HEADER, "description": "only once the job is finished: its history no longer changes"},
+    "Cache-Control": {**OPTIONAL_HEADER, "description": "`private, no-cache` with an ETag: keep it, ask again"}}
+
+
+@router.get("/{job_id}/loss", response_model=LossHistory, responses={
+    **errors(404), 200: {"headers": FINAL_LOSS_HEADERS},
+    304: {"description": "Not Modified: the job is finished and If-None-Match named this answer's ETag"}})
 def get_loss(job_id: JobId, session: SessionDep, owner: OwnerDep,
              start: Annotated[Optional[int], Query(ge=0, le=STEP_LIMIT, description="first step (inclusive)")] = None,
              end: Annotated[Optional[int], Query(ge=0, le=STEP_LIMIT, description="last step (inclusive)")] = None,
-             max_points: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = DEFAULT_LOSS_POINTS):
-    """The loss history, also while the job runs; long curves are shrunk to max_points keeping spikes."""
+             max_points: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = DEFAULT_LOSS_POINTS,
+             if_none_match: Annotated[Optional[str], Header(description="an ETag this endpoint gave")] = None):
+    """The loss history, also while the job runs; long curves are shrunk to max_points keeping spikes.
+    A finished job's answer has an ETag: asked again with If-None-Match, it is 304 (see services/api/caching.py)."""
     if start is not None and end is not None and end < start:
         raise RequestValidationError([{"loc": ("query", "end"), "msg": f"end ({end}) is before start ({start})",
                                        "type": "value_error", "input": end}])
     job = find_job(session, job_id, owner)
+    etag = caching.final_etag(job, start, end, max_points)
+    cache = {} if etag is None else {"ETag": etag, "Cache-Control": caching.REVALIDATE}
+    if caching.matches(if_none_match, etag):
+        return Response(status_code=304, headers=cache)
     history, total = job_store.get_loss_curve(session, job_id, lambda loss: downsample_indices(loss, max_points),
                                               start=start, end=end)
     # JSON made from the history's columns (points_json), with no model, dict or float object per point.
     body = with_points({"job_id": str(job.id), "status": job.status, "total_points": total}, history)
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers=cache)
 
 
 @router.get("/{job_id}/params", responses={**errors(404), 200: {
