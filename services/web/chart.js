@@ -13,7 +13,11 @@ export class LineChart {
     Object.assign(this, {title, xLabel, yLabel, log, smoothing, height, format, series: [], zoom: null});
     this.svg = s("svg", {class: "chart-svg", role: "img", "aria-label": title});
     this.tip = h("div", {class: "chart-tip", hidden: true});
-    this.el = h("figure", {class: "chart"}, h("figcaption", {}, title), h("div", {class: "chart-body"}, this.svg, this.tip));
+    // the series' names above the plot, not over it: inside, they hid the curves' start (a loss curve's
+    // highest part), and 20 compared runs' names ran past the plot's bottom
+    this.legend = h("div", {class: "chart-legend", hidden: true});
+    this.el = h("figure", {class: "chart"}, h("figcaption", {}, title), this.legend,
+                h("div", {class: "chart-body"}, this.svg, this.tip));
     this.svg.addEventListener("mousemove", (e) => this.hover(e));
     this.svg.addEventListener("mouseleave", () => { this.tip.hidden = true; this.cursor?.remove(); });
     this.svg.addEventListener("mousedown", (e) => this.dragStart(e));
@@ -22,7 +26,7 @@ export class LineChart {
   }
 
   // series: [{name, color, points: [[x, y], ...]}]
-  setSeries(series) { this.series = series; this.draw(); }
+  setSeries(series) { this.series = series; this.drawLegend(); this.draw(); }
   setLog(log) { this.log = log; this.draw(); }
   setSmoothing(smoothing) { this.smoothing = smoothing; this.draw(); }
 
@@ -96,14 +100,15 @@ export class LineChart {
       }
     }
     this.svg.append(lines);
-    if (this.series.length > 1) {
-      const legend = s("g", {class: "legend"});
-      this.series.forEach((serie, i) => {
-        legend.append(s("rect", {x: PAD.left + 8, y: PAD.top + 6 + i * 14, width: 10, height: 3, fill: serie.color}),
-                      s("text", {x: PAD.left + 22, y: PAD.top + 11 + i * 14}, serie.name));
-      });
-      this.svg.append(legend);
-    }
+  }
+
+  drawLegend() {
+    this.legend.hidden = this.series.length < 2;
+    this.legend.replaceChildren(...(this.legend.hidden ? [] : this.series.map((serie) => {
+      const swatch = h("span", {class: "legend-swatch"});
+      swatch.style.background = serie.color;
+      return h("span", {class: "legend-item"}, swatch, serie.name);
+    })));
   }
 
   xAt(event) {

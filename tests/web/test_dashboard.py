@@ -81,6 +81,13 @@ def test_the_runs_table_compares_two_runs_and_back_and_forward_work(page, servic
     assert p.locator("figure.chart").first.get_attribute("data-points") == "60"
     assert p.locator("table.compare").first.locator("th", has_text="optimizer.lr").count() == 1
     assert p.locator("table.compare").first.locator("td", has_text="0.05").count() == 1
+    # the runs' names above the plot, not over the curves (inside it, 20 runs' names ran past its bottom)
+    loss = p.locator("figure.chart").first
+    assert loss.locator(".chart-legend .legend-item").all_text_contents() == [
+        service.http.get(f"/jobs/{job_id}").json()["name"] for job_id in (first, second)]
+    legend, frame = loss.locator(".chart-legend").bounding_box(), loss.locator("rect.frame").bounding_box()
+    assert legend["y"] + legend["height"] <= frame["y"]
+    assert loss.locator("svg text", has_text=service.http.get(f"/jobs/{first}").json()["name"]).count() == 0
     page.screenshot("compare")
     p.go_back()
     p.wait_for_selector("table.runs")
