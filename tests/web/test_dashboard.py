@@ -281,6 +281,25 @@ def test_a_run_or_sweep_that_does_not_exist_says_so(browser, service):
     assert all(e.startswith("Failed to load resource") and "404" in e for e in wrapped.errors), wrapped.errors
 
 
+def test_an_ids_copy_button_is_an_icon_and_copies_the_whole_id(page, service):
+    """The button said "copy" after the short id: the runs table read "seed-a98b a98ba0e1 copy", as if the run
+    were a copy of another (re-runs are)."""
+    job_id = service.submit({"spec": {"steps": 5, "record": {"graph_svg": False}}, "name": "to-copy"})
+    p = page.page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=service.url)
+    page.goto("/runs")
+    chip = p.locator(f"tr[data-id='{job_id}'] .id")
+    chip.wait_for()
+    assert chip.inner_text().strip() == job_id[:8]
+    button = chip.locator("button.copy")
+    assert button.get_attribute("aria-label") == f"copy id {job_id}"
+    button.click()
+    p.wait_for_selector(f"tr[data-id='{job_id}'] button.copy.copied")
+    assert p.evaluate("navigator.clipboard.readText()") == job_id
+    assert p.evaluate("location.hash") == "#/runs"  # the row's click (open the run) is not also done
+    service.finished(job_id)
+
+
 def test_queue_view(page):
     page.goto("/queue")
     page.page.wait_for_selector(".card-value")
