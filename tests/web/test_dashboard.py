@@ -300,6 +300,30 @@ def test_an_ids_copy_button_is_an_icon_and_copies_the_whole_id(page, service):
     service.finished(job_id)
 
 
+def test_a_spec_typed_before_the_key_is_given_is_still_there_after(blank_page):
+    """Submitting a new run without a key is refused; the page asks for one and, given it, starts the view
+    again. That threw the typed spec away for the preset; it is kept for the tab now (and across views)."""
+    p = blank_page.page
+    blank_page.goto("/new")
+    typed = json.dumps({"steps": 7, "record": {"graph_svg": False}})
+    p.fill("textarea.spec", typed)
+    p.click("form.new-run button[type=submit]")
+    p.wait_for_selector("#banner.refused")
+    p.fill("#prompt-key", blank_page.service.key)
+    p.click("#banner button:has-text('Use this key')")
+    p.wait_for_selector("#banner", state="hidden")
+    assert p.input_value("textarea.spec") == typed
+    blank_page.goto("/runs")
+    p.wait_for_selector("table.runs")
+    blank_page.goto("/new")
+    assert p.input_value("textarea.spec") == typed
+    p.click("form.new-run button[type=submit]")
+    wait_for_hash(p, r"^#/runs/[0-9a-f-]{36}$")
+    job_id = p.evaluate("location.hash").split("/")[-1]
+    assert blank_page.service.http.get(f"/jobs/{job_id}").json()["spec"]["steps"] == 7
+    blank_page.service.finished(job_id)
+
+
 def test_queue_view(page):
     page.goto("/queue")
     page.page.wait_for_selector(".card-value")

@@ -14,8 +14,14 @@ const PRESETS = {
                           optimizer: {name: "adam", lr: 0.02}, steps: 200},
 };
 
+// What is typed is kept for the tab (sessionStorage): leaving the view, or giving a key after a 401 (which
+// starts the view again), no longer throws a spec away for the preset.
+const DRAFT = "mgs.newRunDraft";
+
 export function renderNew(main) {
-  const spec = h("textarea", {class: "spec", spellcheck: false, "aria-label": "spec"}, JSON.stringify(PRESETS.moons, null, 2));
+  const spec = h("textarea", {class: "spec", spellcheck: false, "aria-label": "spec",
+                              oninput: () => sessionStorage.setItem(DRAFT, spec.value)},
+                 sessionStorage.getItem(DRAFT) ?? JSON.stringify(PRESETS.moons, null, 2));
   const result = h("p", {class: "error"});
   const submit = h("button", {class: "primary", type: "submit"}, "Submit");
   const form = h("form", {class: "new-run", onsubmit: async (event) => {
@@ -35,6 +41,6 @@ export function renderNew(main) {
   }}, spec, h("div", {class: "toolbar"}, submit, result));
   main.append(h("h1", {}, "New run"),
     h("p", {}, "A training spec as JSON; every field has a default (", h("a", {href: "/docs#/jobs/submit_job_jobs_post"}, "the schema"), "). Start from: ",
-      Object.keys(PRESETS).map((name) => h("button", {type: "button", class: "link", onclick: () => { spec.value = JSON.stringify(PRESETS[name], null, 2); }}, name))),
+      Object.keys(PRESETS).map((name) => h("button", {type: "button", class: "link", onclick: () => { spec.value = JSON.stringify(PRESETS[name], null, 2); sessionStorage.setItem(DRAFT, spec.value); }}, name))),
     form);
 }
