@@ -27,6 +27,11 @@ PROCESS_DIRECTORIES = [TESTS / name for name in ("faults", "integration", "web")
 # other and end the run alone: the second one runs at the end of the second group instead.
 LONGEST = ["services/test_schemathesis.py", "core/test_train.py::test_the_moons_demo_reaches_97_percent"]
 IN_A_GROUP = {"services/test_schemathesis.py::test_api_conforms_to_its_schema[sqlite-locked]": "processes-2"}
+# In-process modules kept together on one worker because they share a costly import: the PyTorch reference
+# tests import torch (a few CPU seconds per process) when they first run (tests/core/torch_twin.py), so
+# only the worker that runs this group pays for it.
+IN_PROCESS_GROUPS = {"torch": ["core/test_engine_ops.py", "core/test_engine_properties.py", "core/test_optim.py",
+                               "core/test_losses.py"]}
 
 
 def pytest_configure(config):
@@ -54,11 +59,12 @@ def xdist_group(item):
     if any(item.path.is_relative_to(directory) for directory in PROCESS_DIRECTORIES):
         module = item.path.relative_to(TESTS).as_posix()
         return next((group for group, modules in PROCESS_GROUPS.items() if module in modules), "processes-1")
-    return None
+    module = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else None
+    return next((group for group, modules in IN_PROCESS_GROUPS.items() if module in modules), None)
 
 
 def hand_out_order(item):
     group = xdist_group(item)
-    if group is not None:  # within a group, the tests that start processes first
+    if group in PROCESS_GROUPS:  # within a group, the tests that start processes first
         return 0, list(PROCESS_GROUPS).index(group), item.nodeid.removeprefix("tests/") in IN_A_GROUP
     return (1, 0, False) if any(item.nodeid.startswith(f"tests/{name}") for name in LONGEST) else (2, 0, False)

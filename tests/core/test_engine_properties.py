@@ -1,11 +1,11 @@
 """Random expression graphs (hypothesis): gradients match PyTorch in float64."""
 import math
 
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import Value
+from tests.core.torch_twin import torch
 
 SAFE_FLOATS = st.floats(min_value=-3, max_value=3, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
 

@@ -3,12 +3,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import Value
 from core.optim import SGD, Adam, cosine, linear_decay, make_schedule
+from tests.core.torch_twin import torch
 
 START = [0.5, -1.5, 2.0]
 

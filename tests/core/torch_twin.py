@@ -1,7 +1,21 @@
 """The same MLP and losses written in PyTorch (float64): the gradient reference."""
-import torch
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "linear": lambda t: t}
+
+class LazyTorch:
+    """`torch`, imported when a test first uses it rather than when its module is collected. Every xdist worker
+    collects every module, and importing torch costs a few CPU seconds; the modules that use it form one xdist
+    group (tests/conftest.py), so only the worker that runs them imports it."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # pytest asks every module-level object for `__test__` when it collects
+            raise AttributeError(name)
+        import torch as module
+        return getattr(module, name)
+
+
+torch = LazyTorch()
+ACTIVATIONS = {"tanh": lambda t: torch.tanh(t), "relu": lambda t: torch.relu(t),
+               "sigmoid": lambda t: torch.sigmoid(t), "linear": lambda t: t}
 
 
 def torch_parameters(params_json):
