@@ -10,11 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-
 from core.graph import auto_renderer
-from services import queue
 from services.api.safe_defaults import is_loopback
 from services.config import get_settings
 from services.redact import mask_passwords
@@ -30,6 +26,11 @@ WORKER_COMMAND = ["celery", "-A", "services.worker.celery_app", "worker", "--con
 def main() -> int:
     settings = get_settings()
     refuse_open_access_beyond_loopback(settings)
+    # imported only now: a refusal (above) needs none of them (~1 CPU s)
+    from alembic import command
+    from alembic.config import Config
+
+    from services import queue
     command.upgrade(Config(str(REPO / "alembic.ini")), "head")
     queue.recover_broker()  # an unreadable broker file: moved aside, started afresh, queued jobs sent again
     queue.check_broker()  # creates the broker's tables once, before two processes race to do it
