@@ -30,17 +30,22 @@ def test_submit_from_the_page_and_watch_the_curve_grow_live(page):
     wait_for_hash(p, r"^#/runs/[0-9a-f-]{36}$")
     p.evaluate("window.notReloaded = true")
     loss = p.locator("figure.chart").first
-    seen = set()  # (points drawn) while the page says the run is running
+    seen, steps = set(), set()  # (points drawn), (the header's step, the metrics' steps done) while running
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status = p.locator(".status").first.text_content()
+        status, header, done = p.evaluate("""() => [document.querySelector('.status')?.textContent,
+            document.querySelector('progress')?.value,
+            [...document.querySelectorAll('table.kv tr')].find((tr) => tr.cells[0]?.textContent === 'steps done')
+              ?.cells[1].textContent]""")
         points = int(loss.get_attribute("data-points") or 0)
         if status == "running" and points:
             seen.add(points)
+            steps.add((header, done))
         if status == "succeeded":
             break
         p.wait_for_timeout(100)
     assert len(seen) >= 2, f"the curve did not grow while running: {sorted(seen)}"
+    assert len(steps) >= 2 and all(str(header) == done for header, done in steps), steps  # details kept up
     assert p.locator(".live-mode").text_content() in ("", "● live")  # followed by Server-Sent Events
     assert p.evaluate("window.notReloaded") is True
     p.wait_for_function("() => document.querySelector('figure.chart').dataset.points === '2000'")

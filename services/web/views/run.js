@@ -148,7 +148,12 @@ export function renderRun(main, {args: [id], signal}) {
         state.stop = follow(id, last, {
           mode: (m) => { mode.textContent = m === "live" ? "● live" : "polling"; },
           points: (points) => { state.points.push(...points); redrawCharts(); },
-          status: (data) => { if (data.progress) showHeader({...state.job, status: data.status, progress: data.progress}); },
+          status: (data) => {  // the header and the details (steps done, ran for) move together
+            if (!data.progress) return;
+            state.job = {...state.job, status: data.status, progress: data.progress};
+            showHeader(state.job);
+            drawDetails(state.job);
+          },
           end: () => { mode.textContent = ""; start(); },
         });
       }
