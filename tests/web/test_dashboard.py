@@ -283,6 +283,14 @@ def test_a_run_or_sweep_that_does_not_exist_says_so(browser, service):
             assert p.locator("figure, progress, table").count() == 0
             assert p.locator("#banner").is_hidden()
         wrapped.screenshot("not-found")
+        # a run without a graph: an empty pan-and-zoom viewport under its toolbar, the reason in small print
+        job_id = service.submit({"spec": {"steps": 5, "record": {"graph_svg": False}}, "name": "no-graph"})
+        service.finished(job_id)
+        wrapped.goto(f"/runs/{job_id}/graph")
+        p.wait_for_selector("h1:has-text('No computation graph')")
+        assert "has no graph" in p.locator(".not-found").text_content()
+        assert p.locator(f".not-found a[href='#/runs/{job_id}']").count() == 1
+        assert p.locator("main .graph-viewport, main button").count() == 0
     assert all(e.startswith("Failed to load resource") and "404" in e for e in wrapped.errors), wrapped.errors
 
 

@@ -3,7 +3,7 @@
 // the page) for the nodes' boxes and labels: search and hover read those.
 import { failure, headers, q } from "../api.js";
 import { h, idChip, s } from "../dom.js";
-import { banner, errorText } from "../shell.js";
+import { banner, errorText, notFound } from "../shell.js";
 
 const PX_PER_PT = 96 / 72;
 const MIN_SCALE = 0.01, MAX_SCALE = 8;
@@ -150,7 +150,12 @@ export function renderGraph(main, {args: [id], signal}) {
       }
       delete viewport.dataset.waiting;
       if (!response.ok) {
-        caption.textContent = errorText(await failure(response, signal));
+        const error = await failure(response, signal);
+        if (error.status === 404) {  // no such run, or a run without a graph (not finished, not asked for, …)
+          notFound(main, {title: "No computation graph", text: `${errorText(error)}.`, back: [`#/runs/${id}`, "Back to the run"]});
+        } else {
+          caption.textContent = errorText(error);
+        }
         return;
       }
       const text = await response.text();
