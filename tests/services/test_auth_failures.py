@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import limits.storage.memory
 import pytest
-from fastapi.testclient import TestClient
 
 from services.config import Settings
 from services.store import db, keys
@@ -20,8 +19,10 @@ def new_key(owner):
         return keys.create_api_key(session, owner)
 
 
-def from_address(client, address):
-    return TestClient(client.app, client=address)
+@pytest.fixture
+def from_address(open_client):
+    """from_address(client, address) -> a client of the same app whose requests come from `address`."""
+    return lambda client, address: open_client(client.app, client=address)
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def one_instant(monkeypatch):
     monkeypatch.setattr(limits.storage.memory, "time", SimpleNamespace(time=lambda: now))
 
 
-def test_three_thousand_bad_keys_from_one_address_are_mostly_429(make_client, one_instant):
+def test_three_thousand_bad_keys_from_one_address_are_mostly_429(make_client, one_instant, from_address):
     per_minute = Settings.model_fields["AUTH_FAILURES_PER_MINUTE"].default  # the default, as deployed
     client = make_client(AUTH_REQUIRED="true", AUTH_FAILURES_PER_MINUTE=per_minute)
     good = new_key("alice")
@@ -52,7 +53,7 @@ def test_three_thousand_bad_keys_from_one_address_are_mostly_429(make_client, on
     assert someone_else.get("/jobs", headers=auth("mgs_typo")).status_code == 401
 
 
-def test_good_keys_do_not_count(make_client):
+def test_good_keys_do_not_count(make_client, from_address):
     client = make_client(AUTH_REQUIRED="true", AUTH_FAILURES_PER_MINUTE=3)
     good = new_key("alice")
     user = from_address(client, ATTACKER)
@@ -60,7 +61,7 @@ def test_good_keys_do_not_count(make_client):
     assert [user.get("/jobs").status_code for _ in range(4)] == [401, 401, 401, 429]
 
 
-def test_an_ipv6_client_is_counted_by_its_64_bit_prefix(make_client):
+def test_an_ipv6_client_is_counted_by_its_64_bit_prefix(make_client, from_address):
     """One host may own a whole /64: rotating addresses inside it does not reset the count."""
     client = make_client(AUTH_REQUIRED="true", AUTH_FAILURES_PER_MINUTE=2)
     statuses = [from_address(client, (f"2001:db8:1:2::{i:x}", 40000)).get("/jobs").status_code for i in range(1, 4)]
