@@ -19,7 +19,7 @@ from sqlalchemy import delete
 from core.nn import MLP
 from services import queue
 from services.config import get_settings
-from services.store import db, jobs as job_store
+from services.store import db, jobs as job_store, keys
 from services.store.models import Base
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,6 +117,14 @@ def make_client(service_env, enqueued, open_client):
 @pytest.fixture
 def client(make_client):
     return make_client()
+
+
+@pytest.fixture
+def two_owners(service_env):
+    """(alice's key, bob's key): API keys of two owners in the emptied test database, for the tests that one
+    owner's jobs, sweeps and workers' jobs stay hidden from another."""
+    with db.session_scope() as session:
+        return keys.create_api_key(session, "alice"), keys.create_api_key(session, "bob")
 
 
 @pytest.fixture

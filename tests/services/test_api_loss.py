@@ -4,7 +4,7 @@ import math
 import pytest
 
 from services.api.schemas import LossPointOut, finite_or_none
-from services.store import db, jobs as job_store, keys
+from services.store import db, jobs as job_store
 from tests.services.conftest import auth, finish_job, start_job, submit
 
 LONG = 100_000
@@ -105,10 +105,9 @@ def test_a_finished_jobs_history_is_revalidated_with_its_etag(client):
     assert client.get(f"/jobs/{job_id}/loss", headers={"If-None-Match": etag}).status_code == 404
 
 
-def test_another_owners_etag_request_is_404(make_client):
+def test_another_owners_etag_request_is_404(make_client, two_owners):
     client = make_client(AUTH_REQUIRED="true")
-    with db.session_scope() as session:
-        alice, bob = keys.create_api_key(session, "alice"), keys.create_api_key(session, "bob")
+    alice, bob = two_owners
     job_id = submit(client, key=alice)
     finish_job(job_id)
     etag = client.get(f"/jobs/{job_id}/loss", headers=auth(alice)).headers["etag"]

@@ -14,11 +14,9 @@ def beat(name, job_id=None):
         workers.beat(session, name, None if job_id is None else uuid.UUID(job_id))
 
 
-def test_workers_lists_the_live_ones_and_names_a_job_only_to_its_owner(make_client):
+def test_workers_lists_the_live_ones_and_names_a_job_only_to_its_owner(make_client, two_owners):
     client = make_client(AUTH_REQUIRED="true")
-    with db.session_scope() as session:
-        from services.store import keys
-        alice, bob = keys.create_api_key(session, "alice"), keys.create_api_key(session, "bob")
+    alice, bob = two_owners
     job_id = submit(client, key=alice)
     start_job(job_id)
     beat("host-a:10", job_id)

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from services import sweeps as search
-from services.store import db, jobs as job_store, keys
+from services.store import db, jobs as job_store
 from services.store import sweeps as sweep_store
 from tests.services.conftest import REPO, auth
 
@@ -251,10 +251,9 @@ def test_a_sweep_needs_room_for_its_parallel_trials(make_client, enqueued):
     assert client.post("/sweeps", json=sweep_body(parallelism=2)).status_code == 201
 
 
-def test_sweeps_are_owner_scoped(make_client, enqueued):
+def test_sweeps_are_owner_scoped(make_client, enqueued, two_owners):
     client = make_client(AUTH_REQUIRED="true")
-    with db.session_scope() as session:
-        alice, bob = keys.create_api_key(session, "alice"), keys.create_api_key(session, "bob")
+    alice, bob = two_owners
     sweep = create(client, key=alice)
     assert client.get(f"/sweeps/{sweep['id']}", headers=auth(bob)).status_code == 404
     assert client.post(f"/sweeps/{sweep['id']}/cancel", headers=auth(bob)).status_code == 404
