@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import port_for
+import pytest
 from compose_spec import PyCompose
 from pytest_postgresql.janitor import DatabaseJanitor
 from pytest_redis.executor import RedisExecutor
@@ -68,6 +69,16 @@ def own_redis_server():
             RedisExecutor(executable, databases=1, redis_timeout=0, loglevel="warning", host="127.0.0.1",
                           port=port, datadir=Path(directory)):
         yield f"redis://127.0.0.1:{port}/0"
+
+
+def redis_server_fixture():
+    """The body of a fixture that yields the URL of a Redis of its own (own_redis_server), or skips where there
+    is no redis-server. One definition for each scope that wants one: tests/integration's session-wide
+    `broker_url` and test_rate_limit's module-wide `redis_url` are both made from it with pytest.fixture."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(NO_REDIS_SERVER)
+    with own_redis_server() as url:
+        yield url
 
 
 def free_port() -> int:

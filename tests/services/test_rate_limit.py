@@ -2,7 +2,6 @@
 for how long, and where: in the process's memory, or, with a Redis broker, in Redis, shared by every API
 process (two apps on one Redis stand for two API processes)."""
 import asyncio
-import shutil
 import types
 
 import limits.storage.memory
@@ -15,7 +14,7 @@ from services.api import rate_limit
 from services.api.app import create_app
 from services.api.rate_limit import MovingWindow
 from services.store import db, keys
-from tests.integration.processes import NO_REDIS_SERVER, own_redis_server
+from tests.integration.processes import redis_server_fixture
 from tests.services.conftest import CLIENT_HEADERS, LOOPBACK_URL, auth
 
 
@@ -29,13 +28,8 @@ def clock(monkeypatch):
     return now
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    """A Redis of the module's own: the broker of the apps that stand for API processes."""
-    if shutil.which("redis-server") is None:
-        pytest.skip(NO_REDIS_SERVER)
-    with own_redis_server() as url:
-        yield url
+# A Redis of the module's own: the broker of the apps that stand for API processes.
+redis_url = pytest.fixture(redis_server_fixture, scope="module", name="redis_url")
 
 
 def new_key(owner):
