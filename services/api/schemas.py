@@ -37,6 +37,12 @@ Description = Annotated[str, StringConstraints(max_length=2_000, pattern=r"^[^\x
 SubmittedSweep = Annotated[SweepSpec, WrapValidator(_strictly_as(SweepSpec)), Body()]
 SweepStatus = Literal["running", "finished", "cancelled"]
 TrialStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
+# A job's `status` is the stored one, which has no "pruned": a trial that early stopping stopped ends
+# cancelled. Listings say which trials those were, so that every view can show them as pruned.
+Pruned = Annotated[bool, Field(description=(
+    "true when the job is a sweep trial that the sweep's early stopping pruned; `status` stays the job's own "
+    "(cancelled once its worker has stopped it). The dashboard and `mgs` show such a job as pruned, as the "
+    "sweep's leaderboard does"))]
 
 
 class Closed(BaseModel):
@@ -120,6 +126,7 @@ class JobSummary(Closed):
     experiment: Optional[str]
     tags: dict[str, str]
     status: JobStatus
+    pruned: Pruned
     created_at: datetime
     finished_at: Optional[datetime]
     final_loss: Optional[float] = Field(description="null until the job succeeds (or if not finite)")
@@ -154,6 +161,7 @@ class JobDetail(Closed):
     tags: dict[str, str]
     notes: str
     status: JobStatus
+    pruned: Pruned
     spec: JobSpec
     progress: Progress
     metrics: Optional[Metrics]
@@ -187,6 +195,7 @@ class ComparedRun(Closed):
     id: uuid.UUID
     name: str
     status: JobStatus
+    pruned: Pruned
     experiment: Optional[str]
     tags: dict[str, str]
     metrics: Optional[Metrics]

@@ -26,6 +26,12 @@ EXIT_CODES = {OK: "ok", USAGE: "bad command line or input file", API_ERROR: "the
               UNREACHABLE: "the API could not be reached", INTERRUPTED: "interrupted (Ctrl-C)"}
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def shown_status(job: dict) -> str:
+    """A job's status as people read it: a sweep trial that early stopping pruned says pruned, as the sweep's
+    leaderboard does (its job's own status stays cancelled; the API marks it `pruned`)."""
+    return "pruned" if job.get("pruned") else job["status"]
 PIPED_WIDTH = 160
 
 # results: stdout. Piped (not a terminal, no COLUMNS), tables get room enough not to fold.

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from services.cli.common import (API_ERROR, DEFAULT_URL, confirm, error_message, FINAL_STATUSES, INTERRUPTED, JOB_FAILED, Api, Failure, JobId, Json, Key, Url, err, number,
-                                 out, print_json, read_json, table, when, write_file)
+                                 out, print_json, read_json, shown_status, table, when, write_file)
 
 Status = Enum("Status", {name: name for name in ("queued", "running", "succeeded", "failed", "cancelled")}, type=str)
 
@@ -107,7 +107,7 @@ def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=Fals
         return print_json(page)
     metric = sort.removeprefix("metrics.") if sort.startswith("metrics.") and sort != "metrics.final_loss" else None
     out.print(table(("id", "name", "status", "created", "final loss", *([metric] if metric else [])),
-                    [(job["id"], job["name"], job["status"], when(job["created_at"]), job["final_loss"],
+                    [(job["id"], job["name"], shown_status(job), when(job["created_at"]), job["final_loss"],
                       *([(job["metrics"] or {}).get(metric)] if metric else [])) for job in page["items"]]))
     if page["next_cursor"]:
         err.print(f"more: --cursor {page['next_cursor']}")
@@ -124,7 +124,7 @@ def print_job(job):
     rows = [("id", job["id"]), ("name", job["name"]), ("experiment", job["experiment"] or "–"),
             ("tags", ", ".join(f"{k}={v}" for k, v in job["tags"].items()) or "–")]
     rows += [("notes", job["notes"])] if job["notes"] else []
-    rows += [("status", job["status"] + (" (cancel requested)" if job["cancel_requested"]
+    rows += [("status", shown_status(job) + (" (cancel requested)" if job["cancel_requested"]
                                                           and job["status"] not in FINAL_STATUSES else "")),
             ("progress", f"step {progress['step']} of {progress['total']}, loss {number(progress['latest_loss'])}")]
     rows += [(name.replace("_", " "), value) for name, value in (job["metrics"] or {}).items()]
@@ -167,7 +167,7 @@ def compare(job_ids: Annotated[list[str], typer.Argument(help="2 to 20 job ids",
     if as_json:
         return print_json(comparison)
     runs = comparison["runs"]
-    rows = [("id", *(run["id"] for run in runs)), ("status", *(run["status"] for run in runs)),
+    rows = [("id", *(run["id"] for run in runs)), ("status", *(shown_status(run) for run in runs)),
             ("experiment", *(run["experiment"] or "–" for run in runs))]
     rows += [(path, *map(compact, values)) for path, values in comparison["differences"].items()]
     metrics = [name for name in ("final_loss", "accuracy", "val_loss", "val_accuracy", "steps_done")
@@ -322,5 +322,5 @@ def cancel(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Ke
     job = Api(url, key).post(f"/jobs/{job_id}/cancel")
     if as_json:
         return print_json(job)
-    state = job["status"] + (", cancel requested" if job["cancel_requested"] and job["status"] == "running" else "")
+    state = shown_status(job) + (", cancel requested" if job["cancel_requested"] and job["status"] == "running" else "")
     out.print(f"{job['id']}: {state}")

@@ -125,6 +125,19 @@ def trial_of_job(session: Session, job_id) -> Optional[SweepTrial]:
     return trial
 
 
+def pruned_job_ids(session: Session, jobs) -> set[uuid.UUID]:
+    """The ids of those of `jobs` that are trials early stopping pruned. The mark is on the trial; the job's
+    own status stays what its run ended with (cancelled, as the worker stops it), so a job listing asks here
+    to tell a pruned trial from a cancelled job. No query when none of the jobs is a sweep's trial."""
+    trial_job_ids = [job.id for job in jobs if job.sweep_id is not None]
+    if not trial_job_ids:
+        return set()
+    pruned = set(session.scalars(select(SweepTrial.job_id).where(SweepTrial.job_id.in_(trial_job_ids),
+                                                                 SweepTrial.pruned.is_(True))))
+    session.commit()
+    return pruned
+
+
 def cancel_sweep(session: Session, sweep_id) -> Optional[str]:
     """Stops the sweep: no new trials; queued trials are cancelled, running ones asked to stop.
     A finished sweep is unchanged. Returns its status, None if there is no such sweep."""

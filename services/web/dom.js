@@ -50,3 +50,9 @@ function flash(el) {
 export function statusBadge(status) {
   return h("span", {class: `status status-${status}`}, status);
 }
+
+// A run's status as people read it: a sweep trial that early stopping pruned says "pruned" (the job's own status
+// stays cancelled; the API marks it `pruned`), as the sweep's leaderboard does.
+export function runStatus(run) {
+  return run.pruned ? "pruned" : run.status;
+}

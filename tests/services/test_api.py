@@ -123,8 +123,8 @@ def test_list_is_newest_first_filtered_and_paginated(client):
     listed = client.get("/jobs").json()
     assert [job["id"] for job in listed["items"]] == ids[::-1]
     assert listed["next_cursor"] is None
-    assert set(listed["items"][0]) == {"id", "name", "experiment", "tags", "status", "created_at", "finished_at",
-                                       "final_loss", "metrics"}
+    assert set(listed["items"][0]) == {"id", "name", "experiment", "tags", "status", "pruned", "created_at",
+                                       "finished_at", "final_loss", "metrics"}
 
     assert [job["id"] for job in client.get("/jobs?status=succeeded").json()["items"]] == [ids[1]]
     assert len(client.get("/jobs?status=queued").json()["items"]) == 4

@@ -11,6 +11,7 @@ import time
 from queue import Empty, Queue
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -20,7 +21,7 @@ from services import cli, queue, sweeps as search
 from services.cli.common import API_ERROR, JOB_FAILED, UNREACHABLE, USAGE
 from services.store import db, jobs as job_store
 from tests.services.conftest import REPO, finish_job
-from tests.services.test_sweeps import play_trial, sweep_body
+from tests.services.test_sweeps import asha_prunes_a_trial, play_trial, stop_as_the_worker_does, sweep_body
 
 STEPS = 4
 # The CLI is a client: the API's work on both databases is tested beside it; here SQLite is enough.
@@ -325,6 +326,28 @@ def test_list_filters_and_sorts_and_compare_prints_runs_side_by_side(server, key
     assert rows["metrics.final_loss"] == ["0.25", "0.25"]
     assert [line.split()[-2:] for line in lines if line.startswith("loss @")] == [["0.5", "0.5"], ["0.25", "0.25"]]
     assert "422" in mgs(capsys, "compare", slow, code=API_ERROR).err
+
+
+@sqlite_only
+def test_a_pruned_trial_says_pruned_in_list_show_compare_and_cancel(server, key, capsys, tmp_path, monkeypatch):
+    """Its job's status is cancelled; the CLI printed that, where the sweep's leaderboard says pruned."""
+    monkeypatch.setattr(queue, "enqueue", lambda job_id: None)  # the trials wait: this test plays their worker
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    with httpx.Client(base_url=server) as http:
+        sweep, bad = asha_prunes_a_trial(http, key)
+    stop_as_the_worker_does(bad["job_id"])
+    plain = mgs(capsys, "submit", spec_file(tmp_path)).out.strip()
+    assert mgs(capsys, "cancel", plain).out.strip() == f"{plain}: cancelled"  # a job cancelled by hand stays so
+
+    listed = mgs(capsys, "list", "--sweep", sweep["id"]).out.splitlines()
+    assert [line.split()[2] for line in listed if bad["job_id"] in line] == ["pruned"]
+    assert json.loads(mgs(capsys, "show", bad["job_id"], "--json").out)["status"] == "cancelled"  # the API's
+    shown = [line.split() for line in mgs(capsys, "show", bad["job_id"]).out.splitlines()]
+    assert [row[1:] for row in shown if row[:1] == ["status"]] == [["pruned"]]
+    compared = [line.split() for line in mgs(capsys, "compare", bad["job_id"], plain).out.splitlines()]
+    assert [row[1:] for row in compared if row[:1] == ["status"]] == [["pruned", "cancelled"]]
+    assert mgs(capsys, "cancel", bad["job_id"]).out.strip() == f"{bad['job_id']}: pruned"
 
 
 @sqlite_only

@@ -8,7 +8,7 @@ import pytest
 from services import sweeps as search
 from services.store import db, jobs as job_store
 from services.store import sweeps as sweep_store
-from tests.services.conftest import REPO, auth
+from tests.services.conftest import REPO, auth, submit
 
 # A pruner shown the same step twice (Optuna warns and ignores it) means the replay lost its place.
 pytestmark = pytest.mark.filterwarnings("error:The reported value is ignored:UserWarning")
@@ -52,8 +52,8 @@ def report_more(job_id, losses, start):
                                          latest_loss=losses[-1])
 
 
-def active_trials(client, sweep_id):
-    board = client.get(f"/sweeps/{sweep_id}").json()["leaderboard"]
+def active_trials(client, sweep_id, key=None):
+    board = client.get(f"/sweeps/{sweep_id}", headers=auth(key)).json()["leaderboard"]
     return [t for t in board if t["status"] in ("queued", "running")]
 
 
@@ -120,23 +120,66 @@ def test_the_same_seed_and_results_give_the_same_trials(client, enqueued):
     assert len({str(p) for p in first}) == 6 and run(seed=4) != first
 
 
-def test_asha_prunes_a_trial_whose_loss_loses_at_a_rung(client, enqueued):
+def asha_prunes_a_trial(client, key=None):
+    """A sweep of 5 trials whose fourth loses at ASHA's first rung and is pruned there, still running (its
+    worker has not stopped yet). Returns (the sweep as created, the pruned trial as the leaderboard showed it)."""
     early = {"rule": "asha", "min_steps": 10, "reduction_factor": 2}
-    sweep = create(client, trials=5, parallelism=1, early_stopping=early)
+    sweep = create(client, key=key, trials=5, parallelism=1, early_stopping=early)
     for _ in range(3):  # three good trials set the bar at step 10
-        (trial,) = active_trials(client, sweep["id"])
+        (trial,) = active_trials(client, sweep["id"], key)
         play_trial(trial["job_id"], [0.1] * 30)
         search.advance(sweep["id"])
-    (bad,) = active_trials(client, sweep["id"])
+    (bad,) = active_trials(client, sweep["id"], key)
     play_trial(bad["job_id"], [1.0] * 5, status="running")
     assert search.advance(sweep["id"]).pruned == []  # not yet at the rung
     assert report_more(bad["job_id"], [1.0] * 10, start=5) is False
     assert [str(j) for j in search.advance(sweep["id"]).pruned] == [bad["job_id"]]
+    return sweep, bad
+
+
+def stop_as_the_worker_does(job_id):
+    """The worker's part when it sees a cancel: end the job cancelled with the history so far, no results."""
+    with db.session_scope() as session:
+        job = session.get(job_store.Job, job_store._as_uuid(job_id), populate_existing=True)
+        job_store.finish_job(session, job_id, job.claim_token, "cancelled", [], steps_done=job.progress_step,
+                             metrics={"final_loss": job.latest_loss, "accuracy": None, "val_loss": None,
+                                      "val_accuracy": None, "steps_done": job.progress_step}, params_json=None)
+
+
+def test_asha_prunes_a_trial_whose_loss_loses_at_a_rung(client, enqueued):
+    sweep, bad = asha_prunes_a_trial(client)
     job = client.get(f"/jobs/{bad['job_id']}").json()
     assert job["cancel_requested"] and job["status"] == "running"  # the worker stops it at its next write
     detail = client.get(f"/sweeps/{sweep['id']}").json()
     assert detail["counts"]["pruned"] == 1 and detail["trials_created"] == 5  # its place went to the next trial
     assert [t["pruned"] for t in detail["leaderboard"] if t["job_id"] == bad["job_id"]] == [True]
+
+
+def test_a_pruned_trials_job_stays_cancelled_and_says_pruned_wherever_jobs_are_listed(client, enqueued):
+    """The dashboard's and the CLI's job views showed a pruned trial as cancelled: the job row's status is all
+    they had. The status stays (no migration, same schema); `pruned` says which cancelled trials were pruned."""
+    sweep, bad = asha_prunes_a_trial(client)
+    stop_as_the_worker_does(bad["job_id"])
+    plain = submit(client)
+    assert client.post(f"/jobs/{plain}/cancel").json()["status"] == "cancelled"
+    job = client.get(f"/jobs/{bad['job_id']}").json()
+    assert (job["status"], job["pruned"]) == ("cancelled", True)
+    trials = client.get("/jobs", params={"sweep": sweep["id"]}).json()["items"]
+    assert [(j["status"], j["pruned"]) for j in trials if j["id"] == bad["job_id"]] == [("cancelled", True)]
+    assert [j["pruned"] for j in trials if j["id"] != bad["job_id"]] == [False] * (len(trials) - 1)
+    assert [(j["status"], j["pruned"]) for j in client.get("/jobs", params={"status": "cancelled"}).json()["items"]
+            ] == [("cancelled", False), ("cancelled", True)]  # the cancelled job (newest first) is not pruned
+    compared = client.get("/compare", params={"ids": f"{bad['job_id']},{plain}"}).json()["runs"]
+    assert [(r["status"], r["pruned"]) for r in compared] == [("cancelled", True), ("cancelled", False)]
+    board = client.get(f"/sweeps/{sweep['id']}").json()["leaderboard"]
+    assert [t["status"] for t in board if t["job_id"] == bad["job_id"]] == ["pruned"]  # as the sweep says
+
+
+def test_a_cancelled_sweeps_trials_are_cancelled_not_pruned(client, enqueued):
+    sweep = create(client)
+    assert client.post(f"/sweeps/{sweep['id']}/cancel").json()["status"] == "cancelled"
+    trials = client.get("/jobs", params={"sweep": sweep["id"]}).json()["items"]
+    assert trials and {(j["status"], j["pruned"]) for j in trials} == {("cancelled", False)}
 
 
 def test_asha_lets_a_trial_that_wins_its_rung_go_on(client, enqueued):

@@ -61,15 +61,22 @@ class Service:
         self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
 
     @contextmanager
-    def keys(self):
-        """(session, services.store.keys) on the service's database."""
+    def session(self):
+        """A session on the service's database, from this process."""
         with environment(DATABASE_URL=self.env["DATABASE_URL"], API_KEY_SECRET=self.env["API_KEY_SECRET"]):
-            from services.store import db, keys
+            from services.store import db
             try:
                 with db.session_scope() as session:
-                    yield session, keys
+                    yield session
             finally:
                 db.get_engine().dispose()
+
+    @contextmanager
+    def keys(self):
+        """(session, services.store.keys) on the service's database."""
+        from services.store import keys
+        with self.session() as session:
+            yield session, keys
 
     def create_key(self, name, owner="browser"):
         with self.keys() as (session, keys):

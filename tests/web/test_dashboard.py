@@ -425,3 +425,41 @@ def test_pruned_trials_are_drawn_apart_from_the_objectives_scale(page, service):
     assert pruned + 4 < frame_top < min(scored)  # above the plot, in a lane of its own
     assert figure.locator("text.pruned-lane").text_content() == "pruned"
     page.screenshot("sweep-pruned")
+
+
+def test_a_pruned_trial_says_pruned_in_the_runs_table_on_its_page_and_in_compare(page, service):
+    """A pruned trial's job ends cancelled, and the runs table, its page and compare said "cancelled" where
+    the sweep's leaderboard says "pruned". A job cancelled by hand still says cancelled."""
+    from services.store import sweeps as sweep_store
+    long_run = {"model": {"layers": [8, 1]}, "steps": 100000, "record": {"graph_svg": False}}
+    response = service.http.post("/sweeps", json={
+        "spec": long_run, "space": {"optimizer.lr": [0.05]}, "method": "grid", "trials": 1, "parallelism": 1,
+        "objective": "final_loss"})
+    assert response.status_code == 201, response.text
+    sweep_id = response.json()["id"]
+    (trial,) = service.http.get("/jobs", params={"sweep": sweep_id}).json()["items"]
+    # The pruner's decision (a real one needs a long sweep and a worker's timing), written as a sweep's
+    # advance writes Optuna's: the trial is marked pruned and its job asked to stop, which the worker does.
+    with service.session() as session:
+        done = sweep_store.advance(session, sweep_id, lambda snapshot: sweep_store.Decision(prune=[0]))
+    assert [str(j) for j in done.pruned] == [trial["id"]]
+    by_hand = service.submit({"spec": long_run})
+    assert service.http.post(f"/jobs/{by_hand}/cancel").status_code == 200
+    jobs = service.finished(trial["id"], by_hand)
+    assert [jobs[j]["status"] for j in (trial["id"], by_hand)] == ["cancelled", "cancelled"], jobs
+
+    p = page.page
+    page.goto("/runs")
+    for job_id, shown in ((trial["id"], "pruned"), (by_hand, "cancelled")):
+        badge = p.locator(f"tr[data-id='{job_id}'] .status")
+        badge.wait_for()
+        assert badge.text_content() == shown and badge.get_attribute("class") == f"status status-{shown}"
+    page.screenshot("runs-pruned")
+    page.goto(f"/runs/{trial['id']}")
+    badge = p.locator(".toolbar span.status")
+    badge.wait_for()
+    assert badge.text_content() == "pruned"
+    page.goto(f"/compare?ids={trial['id']},{by_hand}")
+    p.wait_for_selector("table.compare")
+    status_row = p.locator("table.compare tr", has=p.locator("th", has_text=re.compile("^status$")))
+    assert status_row.locator(".status").all_text_contents() == ["pruned", "cancelled"]

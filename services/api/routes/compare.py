@@ -10,7 +10,7 @@ from services.api.downsample import downsample_indices
 from services.api.routes.jobs import DEFAULT_LOSS_POINTS, MAX_LOSS_POINTS, errors, find_job, metrics_of
 from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import Comparison, ComparedRun, finite_or_none
-from services.store import experiments as experiment_store, jobs as job_store
+from services.store import experiments as experiment_store, jobs as job_store, sweeps as sweep_store
 
 MIN_RUNS, MAX_RUNS = 2, 20
 router = APIRouter(prefix="/compare", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
@@ -37,10 +37,11 @@ def compare(session: SessionDep, owner: OwnerDep,
     paths = sorted({path for spec in flat for path in spec})
     differences = {path: [spec.get(path) for spec in flat] for path in paths
                    if any(spec.get(path) != flat[0].get(path) or path not in spec for spec in flat)}
+    pruned = sweep_store.pruned_job_ids(session, jobs)
     runs = []
     for job, history in zip(jobs, histories):
         by_step = dict(zip(history.steps.tolist(), history.loss.tolist()))
-        runs.append(ComparedRun(id=job.id, name=job.name, status=job.status,
+        runs.append(ComparedRun(id=job.id, name=job.name, status=job.status, pruned=job.id in pruned,
                                 experiment=names.get(job.experiment_id), tags=job.tags, metrics=metrics_of(job),
                                 loss=[finite_or_none(by_step.get(step)) for step in steps]))
     return Comparison(runs=runs, differences=differences, steps=steps)

@@ -25,7 +25,7 @@ from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import (TAG_KEY, ErrorDetail, JobCreated, JobDetail, JobList, JobPatch, JobStatus,
                                   JobSubmission, JobSummary, LossHistory, Metrics, PredictRequest,
                                   PredictResponse, Progress, RerunRequest, Submission, Timings, finite_or_none)
-from services.store import experiments as experiment_store, jobs as job_store, search
+from services.store import experiments as experiment_store, jobs as job_store, search, sweeps as sweep_store
 from services.store.jobs import STEP_LIMIT
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,8 @@ def list_jobs(session: SessionDep, owner: OwnerDep,
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": f"invalid cursor: {e}",
                                        "type": "value_error", "input": cursor}])
     names = experiment_store.names_by_id(session, [job.experiment_id for job in jobs])
-    return JobList(items=[summary(job, names) for job in jobs],
+    pruned = sweep_store.pruned_job_ids(session, jobs)
+    return JobList(items=[summary(job, names, pruned) for job in jobs],
                    next_cursor=None if next_cursor is None else str(next_cursor))
 
 
@@ -360,9 +361,10 @@ def check_inputs(xs, n_inputs, errors=()):
         raise RequestValidationError(wrong)
 
 
-def summary(job, experiment_names):
+def summary(job, experiment_names, pruned_ids):
     return JobSummary(id=job.id, name=job.name, experiment=experiment_names.get(job.experiment_id), tags=job.tags,
-                      status=job.status, created_at=job.created_at, finished_at=job.finished_at,
+                      status=job.status, pruned=job.id in pruned_ids, created_at=job.created_at,
+                      finished_at=job.finished_at,
                       final_loss=finite_or_none(job.final_loss), metrics=metrics_of(job))
 
 
@@ -376,7 +378,8 @@ def detail(session, job):
     names = experiment_store.names_by_id(session, [job.experiment_id])
     return JobDetail(
         id=job.id, name=job.name, experiment=names.get(job.experiment_id), experiment_id=job.experiment_id,
-        tags=job.tags, notes=job.notes, status=job.status, spec=JobSpec.model_validate(job.spec),
+        tags=job.tags, notes=job.notes, status=job.status, pruned=bool(sweep_store.pruned_job_ids(session, [job])),
+        spec=JobSpec.model_validate(job.spec),
         progress=Progress(step=job.progress_step or 0, total=job.total_steps,
                           latest_loss=finite_or_none(job.latest_loss)),
         metrics=metrics_of(job),

@@ -1,7 +1,7 @@
 // Compare 2–20 runs: curves overlaid, the spec fields that differ, metrics side by side.
 import { get, has, q } from "../api.js";
 import { COLORS, LineChart } from "../chart.js";
-import { h, idChip, statusBadge } from "../dom.js";
+import { h, idChip, runStatus, statusBadge } from "../dom.js";
 import { num, pct } from "../format.js";
 import { banner, errorText } from "../shell.js";
 import { flatten } from "./run.js";
@@ -75,7 +75,7 @@ function specDiff(runs, differences) {
 }
 
 function metrics(runs) {
-  const rows = [["status", (j) => statusBadge(j.status)], ["final loss", (j) => num(j.metrics?.final_loss)],
+  const rows = [["status", (j) => statusBadge(runStatus(j))], ["final loss", (j) => num(j.metrics?.final_loss)],
                 ["accuracy", (j) => pct(j.metrics?.accuracy)], ["validation loss", (j) => num(j.metrics?.val_loss)],
                 ["validation accuracy", (j) => pct(j.metrics?.val_accuracy)], ["steps", (j) => `${j.progress.step} / ${j.progress.total}`]];
   return h("section", {class: "wide"}, h("h2", {}, "Metrics"), colorSwatches(h("table", {class: "compare"}, header(runs),

@@ -1,7 +1,7 @@
 // One run: its curves (live while it runs), decision boundary, spec, metrics, timings, parameters.
 import { del, get, has, post, q } from "../api.js";
 import { COLORS, LineChart } from "../chart.js";
-import { h, idChip, statusBadge } from "../dom.js";
+import { h, idChip, runStatus, statusBadge } from "../dom.js";
 import { ago, duration, localTime, num, pct } from "../format.js";
 import { follow, isFinal } from "../live.js";
 import { banner, errorText, notFound } from "../shell.js";
@@ -49,7 +49,7 @@ export function renderRun(main, {args: [id], signal}) {
   }
 
   function showHeader(job) {
-    status.replaceChildren(statusBadge(job.status));
+    status.replaceChildren(statusBadge(runStatus(job)));
     const {step, total, latest_loss} = job.progress;
     progress.max = total;
     progress.value = step;

@@ -1,6 +1,6 @@
 // Runs: every job of this owner, newest first; live status, sort, filter, select to compare.
 import { get, has, q } from "../api.js";
-import { h, idChip, statusBadge } from "../dom.js";
+import { h, idChip, runStatus, statusBadge } from "../dom.js";
 import { ago, duration, num, pct } from "../format.js";
 import { isFinal } from "../live.js";
 import { banner, errorText, setQuery } from "../shell.js";
@@ -121,7 +121,7 @@ export function renderRuns(main, {params, signal}) {
     const tr = h("tr", {class: "run", dataset: {id: run.id}, onclick: () => { location.hash = `#/runs/${run.id}`; }},
       h("td", {}, box),
       h("td", {}, h("a", {href: `#/runs/${run.id}`, class: "name"}, run.name ?? dataset ?? ""), " ", idChip(run.id), " ", tags),
-      h("td", {}, statusBadge(run.status), h("span", {class: "muted"}, progress),
+      h("td", {}, statusBadge(runStatus(run)), h("span", {class: "muted"}, progress),
         run.status === "failed" && d?.error ? h("div", {class: "reason", title: d.error}, d.error) : null),
       h("td", {class: "num"}, num(metric(run, "final_loss") ?? (run.status === "running" ? d?.progress.latest_loss : null))),
       h("td", {class: "num"}, pct(metric(run, "accuracy"))),

@@ -1,7 +1,7 @@
 // Sweeps: the list, and one sweep's leaderboard, objective against each hyperparameter (pruned trials
 // marked), live while it runs.
 import { get, post, q } from "../api.js";
-import { h, idChip, s, statusBadge } from "../dom.js";
+import { h, idChip, runStatus, s, statusBadge } from "../dom.js";
 import { ago, num } from "../format.js";
 import { banner, errorText, notFound } from "../shell.js";
 import { ticks } from "../chart.js";
@@ -68,7 +68,7 @@ export function renderSweep(main, {args: [id], signal}) {
       h("tbody", {}, sw.leaderboard.map((t, rank) => h("tr", {class: `run${t.number === best ? " best" : ""}`, dataset: {trial: t.number},
         onclick: () => { if (t.job_id) location.hash = `#/runs/${t.job_id}`; }},
         h("td", {class: "num"}, t.objective === null ? "" : String(rank + 1)), h("td", {class: "num"}, String(t.number)),
-        h("td", {}, statusBadge(t.pruned ? "pruned" : t.status)),
+        h("td", {}, statusBadge(runStatus(t))),
         ...paths.map((p) => h("td", {class: "num mono"}, fmt(t.params[p]))),
         h("td", {class: "num"}, num(t.objective)), h("td", {class: "num"}, String(t.steps_done)),
         h("td", {}, t.job_id ? h("a", {href: `#/runs/${t.job_id}`}, "run") : "deleted"))))));
