@@ -2,9 +2,9 @@
 
   1. the embedded default, started as `make run` starts it (SQLite, the server-less broker, one worker):
      POST /jobs -> succeeded for the seed example with and without its graph; its CPU use at idle;
-     serving 10,000-, 100,000- and 1,000,000-point histories; MLflow 3's get-history of the same 10,000
-     points (SQLite store), where MLflow is installed (benchmarks/requirements-mlflow.txt; MLFLOW_PYTHON may name
-     an interpreter that has it);
+     serving 10,000-, 100,000- and 1,000,000-point histories; the same 10,000 points read from MLflow 3
+     (SQLite store) side by side, measured as ours is (see history_vs_mlflow), where MLflow is installed
+     (benchmarks/requirements-mlflow.txt; MLFLOW_PYTHON may name an interpreter that has it);
   2. the compose stack's commands run natively (PostgreSQL, Redis, API, workers; tests/integration/processes.py):
      the same latencies, and 200 small jobs submitted at once to two workers, with each job's fixed cost
      per phase (GET /jobs/{id} timings.phases_ms: everything but the training steps and the queue wait).
@@ -13,6 +13,7 @@
 
 The last line is one JSON object with every number."""
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import orjson  # noqa: E402
 
 from tests.integration.processes import (Process, compose_command, compose_environment,  # noqa: E402
                                          free_port, fresh_postgres_database, own_redis_server,
@@ -51,12 +53,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def main():
     args = parse_args()
     n_latency, n_throughput, repeats = (8, 60, 5) if args.quick else (30, 200, 15)
+    mlflow_reads = args.mlflow_reads or (10 if args.quick else 30)
     parts = set(args.only or PARTS)
     results = {"load_average": {"start": os.getloadavg()[0]}}  # the machine is shared: say how busy it was
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         if parts & {"latency", "idle", "serve"}:
-            results["embedded"] = embedded(scratch, n_latency, repeats, parts)
+            results["embedded"] = embedded(scratch, n_latency, repeats, parts, mlflow_reads)
         if parts & {"latency", "throughput"}:
             results["stack"] = stack(scratch, n_latency, n_throughput, parts)
     results["load_average"]["end"] = os.getloadavg()[0]
@@ -71,6 +74,8 @@ def parse_args():
     parser.add_argument("--quick", action="store_true", help="fewer jobs and repeats, for a smoke run")
     parser.add_argument("--only", nargs="+", choices=PARTS, help="measure only these rows (default: all): the "
                         "seed-job latencies, the embedded idle CPU, serving histories, the 200-job throughput")
+    parser.add_argument("--mlflow-reads", type=int, metavar="N", help="reads of each side in the 10,000-point "
+                        "history comparison with MLflow (default 30, 10 with --quick; 2 more each to warm up)")
     return parser.parse_args()
 
 
@@ -79,7 +84,7 @@ def parse_args():
 PARTS = ("latency", "idle", "serve", "throughput")
 
 
-def embedded(scratch, n_latency, repeats, parts=PARTS):
+def embedded(scratch, n_latency, repeats, parts=PARTS, mlflow_reads=10):
     port = free_port()
     database = f"sqlite:///{scratch / 'service.db'}"
     env = dict(os.environ, PYTHONUNBUFFERED="1", DATABASE_URL=database, BROKER_URL=f"sqla+sqlite:///{scratch / 'broker.db'}",
@@ -110,9 +115,7 @@ def embedded(scratch, n_latency, repeats, parts=PARTS):
                 out["serve_ms"] = {name: wall for name, (wall, _, _) in served.items()}
                 out["serve_api_cpu_ms"] = {name: cpu for name, (_, cpu, _) in served.items()}
                 out["serve_client_cpu_ms"] = {name: cpu for name, (_, _, cpu) in served.items()}
-        if "serve" in parts:
-            mlflow = mlflow_get_history(scratch, 10_000, repeats) or {}
-            out["mlflow_10k_ms"], out["mlflow_10k_cpu_ms"] = mlflow.get("wall"), mlflow.get("cpu")
+                out["vs_mlflow"] = history_vs_mlflow(client, histories[10_000], api, scratch, mlflow_reads)
     finally:
         process.stop()
     return out
@@ -183,13 +186,14 @@ print(job.id)
 
 def serve(client, job_id, max_points, repeats, api_pid):
     """(median wall ms, mean CPU ms of the API process, median CPU ms of this client: the request and its JSON
-    parsed) per GET /jobs/{id}/loss. The CPU times do not grow with the machine's load as the wall time does
+    parsed with orjson, as in history_vs_mlflow) per GET /jobs/{id}/loss. The CPU times do not grow with the machine's load as the wall time does
     (the API's CPU clock ticks every 10 ms: hence a mean of all)."""
     samples, client_cpu = [], []
     cpu_before = process_cpu_seconds(api_pid)
     for _ in range(repeats):
         started, started_cpu = time.perf_counter(), time.process_time()
-        body = client.get(f"/jobs/{job_id}/loss", params={"max_points": max_points}).raise_for_status().json()
+        body = orjson.loads(client.get(f"/jobs/{job_id}/loss", params={"max_points": max_points})
+                            .raise_for_status().content)
         samples.append(time.perf_counter() - started)
         client_cpu.append(time.process_time() - started_cpu)
     cpu = (process_cpu_seconds(api_pid) - cpu_before) / repeats
@@ -214,43 +218,135 @@ def stream_events(client, job_id, size, repeats, api_pid):
     return 1000 * statistics.median(samples), 1000 * cpu, 1000 * statistics.median(client_cpu)
 
 
-MLFLOW_CODE = """
-import json, statistics, sys, time
-import mlflow
-from mlflow.tracking import MlflowClient
-mlflow.set_tracking_uri("sqlite:///" + sys.argv[1])
-size, repeats = int(sys.argv[2]), int(sys.argv[3])
-client = MlflowClient()
-run = client.create_run(client.create_experiment("bench"))
-from mlflow.entities import Metric
-now = int(time.time() * 1000)
-metrics = [Metric("loss", 1.0 / (1 + s) + (s % 7) * 1e-3, now, s) for s in range(size)]
-for start in range(0, size, 1000):
-    client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
-samples, cpu = [], []
-for _ in range(repeats):
-    started, started_cpu = time.perf_counter(), time.process_time()
-    history = client.get_metric_history(run.info.run_id, "loss")
-    samples.append(time.perf_counter() - started)
-    cpu.append(time.process_time() - started_cpu)
-assert len(history) == size
-print(json.dumps({"wall": 1000 * statistics.median(samples), "cpu": 1000 * statistics.median(cpu)}))
-"""
+def history_vs_mlflow(client, job_id, api_pid, scratch, reads):
+    """The same 10,000-point history read from our embedded API and from MLflow 3, measured the same way on
+    both sides, their reads taking turns so that both see the same load (the machine is shared):
 
+      - ours: GET /jobs/{id}/loss?max_points=10000 (the whole history) from the embedded API (SQLite);
+      - MLflow's tracking server (`mlflow server`, SQLite store, one uvicorn worker, its job runner off):
+        GET /api/2.0/mlflow/metrics/get-history, the REST call behind its get-history;
+      - MLflow without a server: its Python client's get_metric_history on the SQLite file, in-process (its
+        best case: no HTTP, no JSON), in a process of its own that reads once each time it is asked.
 
-def mlflow_get_history(scratch, size, repeats):
-    """MLflow's get_metric_history (what `mlflow runs get-history`-style reads call) of `size` points from
-    its SQLite store: {"wall": median ms, "cpu": median CPU ms of its process}; None where MLflow is not
-    installed."""
+    An HTTP read is timed in this process from the request to its full answer decoded by the same decoder
+    (orjson, for both sides): wall time and this process's CPU time; the server's CPU time (its process tree,
+    from /proc) is taken around each read. MLflow's in-process read is timed inside its process. Every number
+    is the median of `reads` reads (server CPU: the mean, as the kernel counts it in 10 ms ticks), after 2
+    reads each to warm up. None where MLflow is not installed (MLFLOW_PYTHON names an interpreter that has it)."""
     python = os.environ.get("MLFLOW_PYTHON", sys.executable)
     if subprocess.run([python, "-c", "import mlflow"], capture_output=True).returncode != 0:
         return None
-    done = subprocess.run([python, "-c", MLFLOW_CODE, str(scratch / "mlflow.db"), str(size), str(repeats)],
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        print(f"MLflow run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    size = 10_000
+
+    def ours():
+        body = client.get(f"/jobs/{job_id}/loss", params={"max_points": size}).raise_for_status().content
+        assert len(orjson.loads(body)["points"]) == size
+
+    with mlflow_server(python, scratch, size) as (server, server_pid, run_id), \
+            mlflow_in_process(python, scratch, size) as read_in_process:
+        def theirs():
+            body = server.get("/api/2.0/mlflow/metrics/get-history",
+                              params={"run_id": run_id, "metric_key": "loss"}).raise_for_status().content
+            assert len(orjson.loads(body)["metrics"]) == size
+
+        http = {"ours": (ours, lambda: process_cpu_seconds(api_pid)),
+                "mlflow_server": (theirs, lambda: tree_cpu_seconds(server_pid))}
+        samples = {name: [] for name in (*http, "mlflow_in_process")}
+        for n in range(MLFLOW_WARM_UP + reads):
+            for name, (read, server_cpu) in http.items():
+                server_before = server_cpu()
+                started, started_cpu = time.perf_counter(), time.process_time()
+                read()
+                wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+                samples[name].append((wall, cpu, server_cpu() - server_before))
+            samples["mlflow_in_process"].append(read_in_process())
+    out = {"reads": reads}
+    for name, measured in samples.items():
+        wall, cpu, server_cpu = zip(*measured[MLFLOW_WARM_UP:])
+        out[name] = {"wall_ms": 1000 * statistics.median(wall), "client_cpu_ms": 1000 * statistics.median(cpu),
+                     "server_cpu_ms": 1000 * statistics.mean(server_cpu)}
+    return out
+
+
+MLFLOW_WARM_UP = 2
+MLFLOW_IN_PROCESS = """
+import json, sys, time
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+client = MlflowClient("sqlite:///" + sys.argv[1])
+run_id = client.create_run(client.create_experiment("bench")).info.run_id
+with open(sys.argv[2]) as points:
+    metrics = [Metric(**point) for point in json.load(points)]
+size = len(metrics)
+for start in range(0, size, 1000):
+    client.log_batch(run_id, metrics=metrics[start:start + 1000])
+print("ready", flush=True)
+for _ in sys.stdin:  # a line asks for one read
+    started, started_cpu = time.perf_counter(), time.process_time()
+    history = client.get_metric_history(run_id, "loss")
+    wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    assert len(history) == size and history[size - 1].value == metrics[size - 1].value
+    print(json.dumps([wall, cpu, 0.0]), flush=True)
+"""
+
+
+def mlflow_points(size):
+    """The history write_history gives our service, as MLflow metrics."""
+    now = int(time.time() * 1000)
+    return [{"key": "loss", "value": 1.0 / (1 + s) + (s % 7) * 1e-3, "timestamp": now, "step": s} for s in range(size)]
+
+
+@contextlib.contextmanager
+def mlflow_in_process(python, scratch, size):
+    """A function that has MLflow's Python client read the history once in its own process: (wall s, CPU s, 0)."""
+    points = scratch / "mlflow-points.json"
+    points.write_bytes(orjson.dumps(mlflow_points(size)))
+    reader = subprocess.Popen([python, "-c", MLFLOW_IN_PROCESS, str(scratch / "mlflow-client.db"), str(points)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready", "MLflow's in-process reader did not start"
+
+        def read():
+            reader.stdin.write("read\n")
+            reader.stdin.flush()
+            return tuple(json.loads(reader.stdout.readline()))
+        yield read
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+@contextlib.contextmanager
+def mlflow_server(python, scratch, size):
+    """MLflow's tracking server on a SQLite file holding the history (logged through its REST API, 1,000
+    points per log-batch, its limit): (an httpx client for it, the server's pid, the run's id)."""
+    port = free_port()
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runner, no huey consumers
+    server = Process("mlflow-server", [python, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                                       "--workers", "1", "--backend-store-uri", f"sqlite:///{scratch / 'mlflow.db'}",
+                                       "--no-serve-artifacts", "--default-artifact-root", str(scratch / "mlruns")],
+                     env, scratch)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            deadline = time.monotonic() + 180
+            while True:
+                assert server.popen.poll() is None, f"the MLflow server exited:\n{server.log()[-3000:]}"
+                assert time.monotonic() < deadline, f"the MLflow server is not up:\n{server.log()[-3000:]}"
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get("/health", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.5)
+            experiment = client.post("/api/2.0/mlflow/experiments/create", json={"name": "bench"})
+            run_id = client.post("/api/2.0/mlflow/runs/create", json={
+                "experiment_id": experiment.raise_for_status().json()["experiment_id"]}).raise_for_status()
+            run_id = run_id.json()["run"]["info"]["run_id"]
+            points = mlflow_points(size)
+            for start in range(0, size, 1000):
+                client.post("/api/2.0/mlflow/runs/log-batch",
+                            json={"run_id": run_id, "metrics": points[start:start + 1000]}).raise_for_status()
+            yield client, server.popen.pid, run_id
+    finally:
+        server.stop()
 
 
 # ---- the compose stack's commands -------------------------------------------------------------------------
@@ -467,16 +563,8 @@ def print_table(results, n_latency, n_throughput):
         rows.append(("CPU per job, by process (all processes of the run on 2 shared cores)",
                      ", ".join(f"{name} {ms:.1f}" for name, ms in t["cpu_ms_per_job"].items()) + " ms", "-", "-"))
     if "serve_ms" in e:
-        served, mlflow, cpu = e["serve_ms"], e["mlflow_10k_ms"], e["serve_api_cpu_ms"]
-        ours_cpu = cpu["10k_whole"] + e["serve_client_cpu_ms"]["10k_whole"]  # the API's and the client's
-        mlflow_cpu = e.get("mlflow_10k_cpu_ms")
-        rows.append(("10,000-point history, embedded, vs MLflow 3 get_metric_history (SQLite)",
-                     f"{served['10k_whole']:.1f} ms vs " + (f"{mlflow:.0f} ms: {mlflow / served['10k_whole']:.1f}x"
-                                                            f" (CPU: API {cpu['10k_whole']:.0f} + client "
-                                                            f"{e['serve_client_cpu_ms']['10k_whole']:.0f} ms vs "
-                                                            f"{mlflow_cpu:.0f} ms: {mlflow_cpu / ours_cpu:.1f}x)"
-                                                            if mlflow else "MLflow not installed"),
-                     ">= 10x faster", "131 ms vs 415 ms: 3.2x"))
+        served, cpu = e["serve_ms"], e["serve_api_cpu_ms"]
+        rows += history_vs_mlflow_rows(e.get("vs_mlflow"))
         rows.append(("100,000-point history, whole range (to 1,000 | to 10,000 points)",
                      f"{served['100k_range_to_1000']:.1f} ms | {served['100k_range_to_10000']:.1f} ms (API CPU "
                      f"{cpu['100k_range_to_1000']:.0f} | {cpu['100k_range_to_10000']:.0f} ms)",
@@ -489,6 +577,26 @@ def print_table(results, n_latency, n_throughput):
     widths = [max(len(row[i]) for row in rows + [HEADER]) for i in range(4)]
     for row in [HEADER, tuple("-" * w for w in widths), *rows]:
         print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
+
+
+def history_vs_mlflow_rows(compared):
+    """The 10,000-point comparison (history_vs_mlflow): each side's HTTP read, request to decoded answer, in one
+    client; then MLflow's in-process read against the same HTTP read of ours."""
+    goal, before = ">= 10x faster", "131 ms vs 415 ms: 3.2x"
+    if compared is None:
+        return [("10,000-point history, embedded, vs MLflow 3 get-history (SQLite store)", "MLflow not installed",
+                 goal, before)]
+    ours, server, local = compared["ours"], compared["mlflow_server"], compared["mlflow_in_process"]
+    our_cpu = ours["server_cpu_ms"] + ours["client_cpu_ms"]
+    return [(f"10,000-point history, embedded, vs MLflow 3 server's get-history (SQLite store); {compared['reads']} "
+             "reads each in turn, request -> decoded answer in one client",
+             f"{ours['wall_ms']:.1f} ms vs {server['wall_ms']:.0f} ms: {server['wall_ms'] / ours['wall_ms']:.1f}x "
+             f"(CPU, server + client: {ours['server_cpu_ms']:.1f} + {ours['client_cpu_ms']:.1f} ms vs "
+             f"{server['server_cpu_ms']:.0f} + {server['client_cpu_ms']:.1f} ms: "
+             f"{(server['server_cpu_ms'] + server['client_cpu_ms']) / our_cpu:.1f}x)", goal, before),
+            ("  same, vs MLflow's Python client on its SQLite file in-process (no server: its best case)", f"{ours['wall_ms']:.1f} ms vs {local['wall_ms']:.0f} ms: {local['wall_ms'] / ours['wall_ms']:.1f}x"
+             f" (CPU: {our_cpu:.1f} ms vs {local['client_cpu_ms']:.0f} ms: {local['client_cpu_ms'] / our_cpu:.1f}x)",
+             goal, "-")]
 
 
 HEADER = ("what", "measured now", "goal", "before (issue 12)")
