@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import create_engine
 
-from services.api.deps import get_db
+from services.api.deps import get_db, get_read_db
 from services.api.routing import ReleaseSessionRoute
 from services.store import db, keys
 from tests.services.conftest import auth
@@ -68,7 +68,7 @@ def test_every_route_given_the_request_session_closes_it_as_it_returns(service_e
     """A router added without `route_class=ReleaseSessionRoute` would bring the stall back."""
     from services.api.app import create_app
     routes = [route for route in api_routes(create_app().routes)
-              if any(dependency.call is get_db for dependency in route.dependant.dependencies)]
+              if any(dependency.call in (get_db, get_read_db) for dependency in route.dependant.dependencies)]
     assert len(routes) > 20
     assert [route.path for route in routes if not isinstance(route, ReleaseSessionRoute)] == []
 
