@@ -397,16 +397,25 @@ def latency(client, spec, jobs, idle_before=0.0):
     """POST -> succeeded, one job at a time (the client polls every 5 ms). A job's results are saved before its
     graph is drawn: where the spec asks for a graph, also POST -> graph drawn (GET /jobs/{id} "graph": ready),
     and the next job is posted only then, so that no job waits behind the previous one's drawing.
-    idle_before: seconds to wait before each job."""
-    seconds, graph_seconds, phases = [], [], {}
+    idle_before: seconds to wait before each job.
+    `timeline_ms`: medians of when, counted from the POST's start, the POST returned, the job was created (its
+    queued_at), claimed (started_at) and finished (finished_at, stamped just before the result write's commit),
+    and the client saw it succeeded: the wall time the phases do not show (the POST, the client's polls). The
+    client's clock and the service's are the same machine's."""
+    seconds, graph_seconds, phases, timeline = [], [], {}, {}
     for _ in range(jobs):
         time.sleep(idle_before)
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         job_id = client.post("/jobs", json=spec).raise_for_status().json()["id"]
+        posted = time.perf_counter() - started
         while (job := client.get(f"/jobs/{job_id}").json())["status"] not in FINAL:
             time.sleep(POLL_SECONDS)
         assert job["status"] == "succeeded", job["status"]
         seconds.append(time.perf_counter() - started)
+        stamps = {name: datetime.fromisoformat(job["timings"][name]).timestamp() - started_at
+                  for name in ("queued_at", "started_at", "finished_at")}
+        for name, at in {"posted": posted, **stamps, "seen": seconds[-1]}.items():
+            timeline.setdefault(name, []).append(1000 * at)
         if job["graph"] is not None:
             while (job := client.get(f"/jobs/{job_id}").json())["graph"] == "pending":
                 time.sleep(POLL_SECONDS)
@@ -415,7 +424,8 @@ def latency(client, spec, jobs, idle_before=0.0):
         for phase, ms in job["timings"]["phases_ms"].items():
             phases.setdefault(phase, []).append(ms)
     out = {**percentiles(seconds), "jobs": jobs,
-           "phases_ms": {phase: statistics.median(values) for phase, values in phases.items()}}
+           "phases_ms": {phase: statistics.median(values) for phase, values in phases.items()},
+           "timeline_ms": {name: statistics.median(values) for name, values in timeline.items()}}
     if graph_seconds:
         out["graph_ready"] = percentiles(graph_seconds)
     return out
@@ -530,7 +540,8 @@ def print_table(results, n_latency, n_throughput):
                   f"p50 {e['latency_graph']['graph_ready']['p50_ms']:.0f} ms", "-", "(was the succeeded time)"),
                  ("  where a job's time goes, without the graph (phases_ms medians, ms)",
                   ", ".join(f"{phase} {ms:.1f}" for phase, ms in e["latency_no_graph"]["phases_ms"].items()), "-",
-                  "-")]
+                  "-"),
+                 timeline_row(e["latency_no_graph"])]
     if "idle_cpu_percent" in e:
         rows += [("embedded default at idle (API + worker + sweeper)", f"{e['idle_cpu_percent']:.1f} % of one core",
                   "low", "-"),
@@ -547,7 +558,8 @@ def print_table(results, n_latency, n_throughput):
                   f"(p95 {s['latency_graph']['graph_ready']['p95_ms']:.0f})", "-", "(was the succeeded time)"),
                  ("  where a job's time goes, without the graph (phases_ms medians, ms)",
                   ", ".join(f"{phase} {ms:.1f}" for phase, ms in s["latency_no_graph"]["phases_ms"].items()), "-",
-                  "-")]
+                  "-"),
+                 timeline_row(s["latency_no_graph"])]
     if "throughput" in s:
         t = s["throughput"]
         phases = ", ".join(f"{phase} {ms:.1f}" for phase, ms in t["phases_ms"].items())
@@ -577,6 +589,13 @@ def print_table(results, n_latency, n_throughput):
     widths = [max(len(row[i]) for row in rows + [HEADER]) for i in range(4)]
     for row in [HEADER, tuple("-" * w for w in widths), *rows]:
         print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
+
+
+def timeline_row(measured):
+    t = measured["timeline_ms"]
+    return ("  same, ms after the POST's start (medians): POST answered | job created | claimed | finished | seen",
+            " | ".join(f"{t[name]:.1f}" for name in ("posted", "queued_at", "started_at", "finished_at", "seen")),
+            "-", "-")
 
 
 def history_vs_mlflow_rows(compared):
