@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -232,10 +233,19 @@ def history_vs_mlflow(client, job_id, api_pid, scratch, reads):
     (orjson, for both sides): wall time and this process's CPU time; the server's CPU time (its process tree,
     from /proc) is taken around each read. MLflow's in-process read is timed inside its process. Every number
     is the median of `reads` reads (server CPU: the mean, as the kernel counts it in 10 ms ticks), after 2
-    reads each to warm up. None where MLflow is not installed (MLFLOW_PYTHON names an interpreter that has it)."""
+    reads each to warm up. None where MLflow is not installed (MLFLOW_PYTHON names an interpreter that has it);
+    {"failed": why} where MLflow's side failed (the traceback on stderr), so that the rest of the run goes on."""
     python = os.environ.get("MLFLOW_PYTHON", sys.executable)
     if subprocess.run([python, "-c", "import mlflow"], capture_output=True).returncode != 0:
         return None
+    try:
+        return compare_reads(client, job_id, api_pid, scratch, reads, python)
+    except Exception as e:  # noqa: BLE001 - MLflow's server or client, not ours: report it, measure the rest
+        traceback.print_exc()
+        return {"failed": f"{type(e).__name__}: {str(e)[:200]}"}
+
+
+def compare_reads(client, job_id, api_pid, scratch, reads, python):
     size = 10_000
 
     def ours():
@@ -602,9 +612,9 @@ def history_vs_mlflow_rows(compared):
     """The 10,000-point comparison (history_vs_mlflow): each side's HTTP read, request to decoded answer, in one
     client; then MLflow's in-process read against the same HTTP read of ours."""
     goal, before = ">= 10x faster", "131 ms vs 415 ms: 3.2x"
-    if compared is None:
-        return [("10,000-point history, embedded, vs MLflow 3 get-history (SQLite store)", "MLflow not installed",
-                 goal, before)]
+    if compared is None or "failed" in compared:
+        return [("10,000-point history, embedded, vs MLflow 3 get-history (SQLite store)",
+                 "MLflow not installed" if compared is None else f"MLflow failed: {compared['failed']}", goal, before)]
     ours, server, local = compared["ours"], compared["mlflow_server"], compared["mlflow_in_process"]
     our_cpu = ours["server_cpu_ms"] + ours["client_cpu_ms"]
     return [(f"10,000-point history, embedded, vs MLflow 3 server's get-history (SQLite store); {compared['reads']} "
