@@ -3,7 +3,7 @@ and ends at its parameters, for every optimizer, schedule, loss and batch mode."
 import random
 
 import numpy as np
-from hypothesis import given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 from core.nn import ACTIVATIONS, MLP
@@ -41,9 +41,9 @@ def make_optimizer(kind, schedule_name, model):
     return SGD(model.parameters(), lr, momentum=0.9 if kind == "momentum" else 0.0, schedule=schedule)
 
 
-def run(engine, r):
+def run(engine, r, nudge=0.0):
     rng = random.Random(r["seed"])
-    xs = [[rng.uniform(-2, 2) for _ in range(r["n_inputs"])] for _ in range(r["n_samples"])]
+    xs = [[rng.uniform(-2, 2) * (1 + nudge) for _ in range(r["n_inputs"])] for _ in range(r["n_samples"])]
     ys = random_targets(r["loss_name"], r["layers"][-1], r["n_samples"], rng)
     model = MLP(r["n_inputs"], r["layers"], r["activations"], seed=r["seed"])
     return train(model, xs, ys, r["loss_name"], make_optimizer(r["optimizer"], r["schedule"], model), STEPS,
@@ -56,19 +56,47 @@ def flat_params(params_json):
 
 @settings(max_examples=40, deadline=None)
 @given(training_runs())
+@example(dict(loss_name="sse", n_inputs=1, layers=[3, 1, 2], activations=["linear", "linear", "tanh"], n_samples=2,
+              seed=65178, optimizer="momentum", schedule="constant", batch_size=None, l2=0.0))  # see steady_steps
 def test_compiled_training_follows_the_interpreted_loss_curve(r):
-    """Step for step, including the step where a run diverges (if it does)."""
+    """Step for step, including the step where a run diverges (if it does), for as long as the run is
+    well-conditioned: see steady_steps."""
     note(f"run: {r}")
     compiled, interpreted = outcome("compiled", r), outcome("interpreted", r)
-    assert compiled["diverged_at"] == interpreted["diverged_at"]
-    assert_close(compiled["losses"], interpreted["losses"], 1e-9)  # relative to the curve's scale
-    assert_close(compiled["params"], interpreted["params"], 1e-9)
-    assert compiled["accuracies"] == interpreted["accuracies"]
+    steady = steady_steps(r, interpreted)
+    note(f"well-conditioned for the first {steady} of {len(interpreted['losses'])} steps")
+    if steady == len(interpreted["losses"]):
+        assert compiled["diverged_at"] == interpreted["diverged_at"]
+        assert_close(compiled["params"], interpreted["params"], 1e-9)
+    assert len(compiled["losses"]) >= steady
+    assert_close(compiled["losses"][:steady], interpreted["losses"][:steady], 1e-9)  # relative to the curve's scale
+    assert compiled["accuracies"][:steady] == interpreted["accuracies"][:steady]
 
 
-def outcome(engine, r):
+# The data nudged by 1e-12 (relative), ~10^4 times what the engines' different summation orders change per
+# operation, may move the curve by up to 1e-9 (relative to its scale) in the steps compared: so a rounding
+# difference cannot come near the 1e-9 allowed there, and a real difference between the engines is seen.
+NUDGE, STEADY = 1e-12, 1e-9
+
+
+def steady_steps(r, interpreted):
+    """How many of the interpreted curve's first steps stay put when the data is nudged. Some runs amplify
+    rounding: e.g. two points, linear-linear-tanh layers and momentum bounce (loss 1.2 -> 6.8 -> 9.4 -> 0.05),
+    and the engines' last-bit differences grow from 1e-16 to 1e-6 in 50 steps, as a nudge of the data does in
+    the interpreted engine alone. Past the first step that moves, the two curves may rightly part."""
+    nudged = outcome("interpreted", r, nudge=NUDGE)
+    losses, moved = np.asarray(interpreted["losses"], dtype=float), np.asarray(nudged["losses"], dtype=float)
+    steps = min(len(losses), len(moved))
+    scale = float(np.max(np.abs(losses))) if losses.size else 0.0
+    apart = np.flatnonzero(~(np.abs(moved[:steps] - losses[:steps]) <= STEADY * scale))
+    if apart.size:
+        return int(apart[0])
+    return steps if len(moved) == len(losses) and nudged["diverged_at"] == interpreted["diverged_at"] else steps - 1
+
+
+def outcome(engine, r, nudge=0.0):
     try:
-        result = run(engine, r)
+        result = run(engine, r, nudge)
     except TrainingDiverged as diverged:
         history, diverged_at, params = diverged.history, diverged.step, []
     else:
