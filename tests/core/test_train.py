@@ -47,10 +47,12 @@ def test_gradients_are_zeroed_every_step_exactly_like_the_seeds_fixed_loop():
     assert [r.loss for r in history] == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.slow  # 100 interpreted steps over 100 samples
 def test_the_moons_demo_reaches_97_percent():
-    result = run_spec(JobSpec.model_validate({**MOONS_SPEC, "engine": "interpreted",
-                                              "record": {"graph_svg": False}}))
+    """On the default engine, the one examples/moons.json gets. The interpreted engine took 13-24 s of CPU for
+    these 100 steps, reaching the same accuracy at every step; that the two engines agree is
+    test_the_compiled_engine_gives_the_same_history_format_and_numbers."""
+    result = run_spec(JobSpec.model_validate({**MOONS_SPEC, "record": {"graph_svg": False}}))
+    assert result.engine == "compiled"
     assert result.history[-1].accuracy >= 0.97
     assert result.metrics["accuracy"] >= 0.97
     assert [r.lr for r in result.history[:2]] == pytest.approx([1.0, 0.991])
