@@ -107,6 +107,10 @@ async def each_query_value_once(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
+# Every router's own dependencies (services/api/app.py adds the routers' routes to each app as they are).
+API_DEPENDENCIES = [Depends(each_query_value_once)]
+
+
 def takes_a_list(parameter) -> bool:
     schema = parameter.get("schema", {})
     return any(s.get("type") == "array" for s in [schema, *schema.get("anyOf", [])])

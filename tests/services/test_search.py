@@ -161,6 +161,27 @@ def test_a_one_value_parameter_given_twice_is_422_naming_it(client, query, name)
                                            "msg": "given more than once; this parameter takes one value"}]
 
 
+def test_every_operation_refuses_a_one_value_parameter_given_twice(client):
+    """Each router carries the check (deps.API_DEPENDENCIES; services/api/app.py adds the routers' routes to
+    the app as they are, not through an include that would add it): one without it would keep the last value."""
+    from services.api.deps import takes_a_list
+    some_id = "00000000-0000-4000-8000-000000000000"
+    checked = []
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        for method, operation in operations.items():
+            parameters = operation.get("parameters", [])
+            single = [p["name"] for p in parameters if p["in"] == "query" and not takes_a_list(p)]
+            if not single:
+                continue
+            url = path.format(**{p["name"]: some_id for p in parameters if p["in"] == "path"})
+            response = client.request(method.upper(), f"{url}?{single[0]}=1&{single[0]}=2",
+                                      json={} if method in ("post", "put", "patch") else None)
+            assert response.status_code == 422, (method, path, response.text)
+            assert response.json()["detail"][0]["type"] == "repeated_value", (method, path, response.text)
+            checked.append(path.split("/")[1])
+    assert {"jobs", "sweeps", "compare"} <= set(checked), checked
+
+
 def test_list_parameters_may_repeat(client, runs):
     assert client.get("/jobs?tag=a&tag=b").status_code == 200
     assert "repeated_value" not in client.get("/compare?ids=x&ids=y").text  # a 404 for unknown ids, not this

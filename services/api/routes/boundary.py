@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from core.data import generate
 from core.predict import Forward
 from core.spec import JobSpec
-from services.api.deps import OwnerDep, SessionDep, SettingsDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, SessionDep, SettingsDep
 from services.api.limits import FORWARD_NODES_PER_PARAMETER
 from services.api.routes.jobs import errors, find_job, parameter_count
 from services.api.routing import ReleaseSessionRoute
@@ -20,7 +20,8 @@ from services.store import jobs as job_store
 PLANE_DATASETS = ("moons", "circles", "xor", "spirals", "blobs")
 MARGIN = 0.1  # of the data's extent, on each side
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 
 
 @router.get("/{job_id}/boundary", response_model=Boundary, responses=errors(404, 409, 503))

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
-from services.api.deps import OwnerDep, SessionDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, SessionDep
 from services.api.downsample import downsample_indices
 from services.api.routes.jobs import DEFAULT_LOSS_POINTS, MAX_LOSS_POINTS, errors, find_job, metrics_of
 from services.api.routing import ReleaseSessionRoute
@@ -13,7 +13,8 @@ from services.api.schemas import Comparison, ComparedRun, finite_or_none
 from services.store import experiments as experiment_store, jobs as job_store, sweeps as sweep_store
 
 MIN_RUNS, MAX_RUNS = 2, 20
-router = APIRouter(prefix="/compare", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
+router = APIRouter(prefix="/compare", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 
 
 @router.get("", response_model=Comparison, responses=errors(404))

@@ -13,7 +13,7 @@ import anyio
 from fastapi import APIRouter, Depends, Header
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.api.deps import OwnerDep, SessionDep, SettingsDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, SessionDep, SettingsDep
 from services.api.points_json import with_points
 from services.api.routes.jobs import find_job, headers
 from services.api.routing import ReleaseSessionRoute
@@ -35,7 +35,8 @@ def json_errors(*codes):
             for code in codes}
 
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=json_errors(401, 429), route_class=ReleaseSessionRoute)
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=json_errors(401, 429), route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 
 
 def owned_job_id(job_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> uuid.UUID:

@@ -4,14 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Response
 
-from services.api.deps import OwnerDep, SessionDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, SessionDep
 from services.api.routes.jobs import errors, headers
 from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import ExperimentCreate, ExperimentList, ExperimentOut
 from services.store import experiments as experiment_store
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=errors(401, 429),
-                   route_class=ReleaseSessionRoute)
+                   route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 ExperimentId = Annotated[uuid.UUID, "the experiment's id"]
 
 

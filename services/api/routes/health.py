@@ -5,12 +5,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from services import queue
+from services.api.deps import API_DEPENDENCIES
 from services.api.schemas import Health, Readiness
 from services.redact import mask_passwords
 from services.store import db
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=API_DEPENDENCIES)
 
 
 @router.get("/healthz", response_model=Health)

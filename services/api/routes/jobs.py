@@ -17,7 +17,7 @@ from core.spec import JobSpec
 from core.predict import Forward
 from services import queue
 from services.api import caching
-from services.api.deps import OwnerDep, ReadSessionDep, SessionDep, SettingsDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, ReadSessionDep, SessionDep, SettingsDep
 from services.api.downsample import downsample_indices
 from services.api.limits import predict_limit_errors, spec_limit_errors
 from services.api.points_json import with_points
@@ -57,7 +57,8 @@ def errors(*codes):
             for code in codes}
 
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429), route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 JobId = Annotated[uuid.UUID, "the job's id"]
 
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from core.sweep_spec import SweepSpec
 from services import sweeps as search
-from services.api.deps import OwnerDep, SessionDep, SettingsDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, SessionDep, SettingsDep
 from services.api.limits import spec_limit_errors
 from services.api.routes.jobs import errors, headers, metrics_of, too_many_active_jobs
 from services.api.routing import ReleaseSessionRoute
@@ -18,7 +18,8 @@ from services.store import jobs as job_store
 from services.store import sweeps as sweep_store
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=errors(401, 429), route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 SweepId = Annotated[uuid.UUID, "the sweep's id"]
 MAX_CORNER_CHECKS = 256  # specs built from the space's extremes and checked at submission
 

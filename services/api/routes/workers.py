@@ -1,13 +1,14 @@
 """/workers: the live worker processes, from the workers table they beat into."""
 from fastapi import APIRouter
 
-from services.api.deps import OwnerDep, SessionDep, SettingsDep
+from services.api.deps import API_DEPENDENCIES, OwnerDep, SessionDep, SettingsDep
 from services.api.routes.jobs import errors
 from services.api.routing import ReleaseSessionRoute
 from services.api.schemas import WorkerOut
 from services.store import workers as worker_store
 
-router = APIRouter(prefix="/workers", tags=["workers"], responses=errors(401, 429), route_class=ReleaseSessionRoute)
+router = APIRouter(prefix="/workers", tags=["workers"], responses=errors(401, 429), route_class=ReleaseSessionRoute,
+                   dependencies=API_DEPENDENCIES)
 
 
 @router.get("", response_model=list[WorkerOut])
