@@ -160,10 +160,7 @@ _FLOAT = struct.Struct("<d")
 def write(session: Session, job_id: uuid.UUID, points: Iterable[Point]) -> None:
     """Adds the points of steps not stored yet; a step already stored (or repeated in `points`) keeps its
     first value. Points with a non-finite loss are not stored (a NaN has no place on a curve)."""
-    new: dict[int, dict[int, Point]] = {}
-    for p in points:
-        if math.isfinite(p.loss):
-            new.setdefault(p.step // CHUNK_STEPS, {}).setdefault(p.step, p)
+    new = _by_block(points)
     if not new:
         return
     # Blocks not stored yet go in with one statement, stored ones left alone (ON CONFLICT DO NOTHING): a small
@@ -181,6 +178,21 @@ def write(session: Session, job_id: uuid.UUID, points: Iterable[Point]) -> None:
         if row is not None:
             session.execute(LossChunk.__table__.update()
                             .where(LossChunk.job_id == job_id, LossChunk.chunk == old.chunk).values(row))
+
+
+def new_block_rows(job_id: uuid.UUID, points: Iterable[Point]) -> list[dict]:
+    """The `loss_chunks` rows that `points` make when none of their blocks is stored yet (what `write` inserts
+    then), for a caller that writes them in a statement of its own (jobs.finish_job)."""
+    return [_block_row(job_id, chunk, by_step, None) for chunk, by_step in _by_block(points).items()]
+
+
+def _by_block(points: Iterable[Point]) -> dict[int, dict[int, Point]]:
+    """block -> step -> point, the first point of a step kept, points with a non-finite loss left out."""
+    new: dict[int, dict[int, Point]] = {}
+    for p in points:
+        if math.isfinite(p.loss):
+            new.setdefault(p.step // CHUNK_STEPS, {}).setdefault(p.step, p)
+    return new
 
 
 def _block_row(job_id: uuid.UUID, chunk: int, by_step: dict[int, Point], old) -> Optional[dict]:

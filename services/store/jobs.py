@@ -15,7 +15,9 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Iterable, Optional
 
-from sqlalchemy import String, and_, bindparam, delete, func, insert, literal_column, or_, select, text, update
+from sqlalchemy import (Integer, LargeBinary, String, Text, and_, bindparam, delete, exists, func, insert, literal,
+                        literal_column, or_, select, text, true, update)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.spec import JobSpec
@@ -345,6 +347,12 @@ def finish_job(session: Session, job_id, token: str, status: str, points: Iterab
     if status == "succeeded" and graph_pending:
         graph = {"graph_status": "pending", "graph_attempts": 1, "heartbeat_at": utcnow()}
     started = time.perf_counter()
+    if _is_postgresql(session):
+        points = list(points)
+        done = _finish_in_one_statement(session, job_id, token, status, points, steps_done, metrics, params_json,
+                                        phase_seconds, graph, started)
+        if done is not None:
+            return done[0]
     _insert_points(session, job_id, points)
     if params_json is not None:
         session.execute(insert(Artifact), [{"job_id": _as_uuid(job_id), "kind": "params", "content": params_json}])
@@ -357,6 +365,85 @@ def finish_job(session: Session, job_id, token: str, status: str, points: Iterab
          final_loss=final_loss, metrics=_json_safe(metrics), phase_seconds=phase_seconds, **graph)
     session.commit()
     return phase_seconds
+
+
+FINISH_MAX_BLOCKS = 4  # finish_job's one statement carries at most this many new history blocks
+
+
+def _finish_in_one_statement(session: Session, job_id, token: str, status: str, points: list, steps_done: int,
+                             metrics: dict, params_json: Optional[str], phase_seconds: Optional[dict], graph: dict,
+                             started: float) -> Optional[tuple]:
+    """finish_job on PostgreSQL in one statement, its own transaction (autocommit, so one round trip instead
+    of six: BEGIN, the history's INSERT, the parameters' INSERT, the job's UPDATE, the checkpoint's DELETE,
+    COMMIT; and one statement built once instead of four, ~40 % of a small job's worker CPU). Its commit waits
+    for the disk like any other: these are a job's results.
+
+    The job's UPDATE (under the claim token, as `_end`) is a data-modifying CTE that the other writes read,
+    so they write only where it did: all of it or nothing, as in the transaction. It also requires that none of
+    the history's blocks is stored yet, so that every point is inserted whole (no merge). (Only the run that
+    owns the job writes its history, and a superseded run's write commits before the claim that superseded
+    it, so what this statement's snapshot shows is all there is.) Returns (phase_seconds,) when it wrote;
+    None when it wrote nothing, for finish_job's transaction to do the work or say why not (not owned:
+    Superseded; blocks already stored, e.g. a long job's earlier batches: merged), and when the history has
+    more than FINISH_MAX_BLOCKS new blocks."""
+    job_uuid = _as_uuid(job_id)
+    blocks = history.new_block_rows(job_uuid, points)
+    if len(blocks) > FINISH_MAX_BLOCKS:
+        return None
+    if phase_seconds is not None:
+        phase_seconds = {**phase_seconds, "save": phase_seconds.get("save", 0.0) + time.perf_counter() - started}
+    final_loss = _finite(metrics.get("final_loss"))
+    values = {"finished_at": utcnow(), "heartbeat_at": None, "status": status, "progress_step": steps_done,
+              "latest_loss": final_loss, "final_loss": final_loss, "metrics": _json_safe(metrics),
+              "phase_seconds": phase_seconds, **graph}
+    parameters = {"job_id": job_uuid, "token": token, "params": params_json,
+                  **{f"v_{name}": value for name, value in values.items()}}
+    for i, block in enumerate(blocks):
+        parameters.update({f"{column}_{i}": block[column] for column in FINISH_BLOCK_COLUMNS})
+    statement = _finish_statement(len(blocks), params_json is not None, tuple(sorted(values)))
+    if session.in_transaction():
+        session.commit()  # (the autocommit connection is a transaction of its own)
+    try:
+        owned = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(
+            statement, parameters).scalar_one()
+    except IntegrityError:  # a block stored after all: nothing was written; finish_job's transaction merges
+        session.rollback()
+        return None
+    session.commit()  # (nothing to send: the statement committed itself)
+    return (phase_seconds,) if owned == 1 else None
+
+
+FINISH_BLOCK_COLUMNS = ("chunk", "count", "steps", "loss", "accuracy", "lr")
+
+
+@lru_cache(maxsize=64)
+def _finish_statement(blocks: int, with_params: bool, value_names: tuple):
+    """_finish_in_one_statement's statement for `blocks` history blocks, with or without parameters, setting
+    `value_names` on the job (bound as v_<name>); built once for each."""
+    jobs, chunks = Job.__table__, LossChunk.__table__
+    chunk_numbers = [bindparam(f"chunk_{i}", type_=Integer) for i in range(blocks)]
+    none_stored = ~exists().where(chunks.c.job_id == bindparam("job_id"), chunks.c.chunk.in_(chunk_numbers)) \
+        if blocks else true()
+    ended = (update(jobs)
+             .where(jobs.c.id == bindparam("job_id"), jobs.c.claim_token == bindparam("token"),
+                    jobs.c.status == "running", none_stored)
+             .values({name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in value_names})
+             .returning(jobs.c.id).cte("ended"))
+    writes = []
+    if blocks:
+        rows = [select(ended.c.id, bindparam(f"chunk_{i}", type_=Integer), bindparam(f"count_{i}", type_=Integer),
+                       *(bindparam(f"{column}_{i}", type_=LargeBinary) for column in FINISH_BLOCK_COLUMNS[2:]))
+                for i in range(blocks)]
+        source = rows[0] if blocks == 1 else rows[0].union_all(*rows[1:])
+        writes.append(insert(chunks).from_select(["job_id", *FINISH_BLOCK_COLUMNS], source).cte("points"))
+    if with_params:
+        artifacts = Artifact.__table__
+        writes.append(insert(artifacts).from_select(
+            ["job_id", "kind", "content"],
+            select(ended.c.id, literal("params", String), bindparam("params", type_=Text))).cte("params"))
+    checkpoints_ = Checkpoint.__table__
+    writes.append(delete(checkpoints_).where(checkpoints_.c.job_id.in_(select(ended.c.id))).cte("checkpoint"))
+    return select(select(func.count()).select_from(ended).scalar_subquery()).add_cte(*writes)
 
 
 @dataclass(frozen=True)
