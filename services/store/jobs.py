@@ -52,18 +52,52 @@ def create_job(session: Session, owner: str, spec: JobSpec, name: Optional[str] 
     """Stores a queued job. With `max_active`, only while the owner has fewer active (queued or running) jobs,
     else raises TooManyActiveJobs: the count and the insert are one transaction that holds the owner's cap
     (lock_owner_jobs), so concurrent submissions cannot all see the same last free slot."""
+    job_id = uuid.uuid4()
+    values = {"id": job_id, "owner": owner, "status": "queued", "spec": spec.model_dump(mode="json"),
+              "total_steps": spec.steps, "name": name or default_name(spec.data.kind, job_id),
+              "tags": dict(tags or {}), "notes": notes, "experiment_id": experiment_id}
+    if max_active is not None and _is_postgresql(session):
+        return _create_if_room(session, values, max_active)
     if max_active is not None:
         room = room_for_active_jobs(session, owner, max_active)
         if room <= 0:
             session.rollback()
             raise TooManyActiveJobs(max_active - room, max_active)
-    job_id = uuid.uuid4()
-    job = Job(id=job_id, owner=owner, status="queued", spec=spec.model_dump(mode="json"), total_steps=spec.steps,
-              name=name or default_name(spec.data.kind, job_id), tags=dict(tags or {}), notes=notes,
-              experiment_id=experiment_id)
+    job = Job(**values)
     session.add(job)
     session.commit()
     return job
+
+
+def _create_if_room(session: Session, values: dict, max_active: int) -> Job:
+    """create_job under the cap on PostgreSQL: after the owner's lock, the count and the insert are one
+    statement (INSERT ... SELECT ... WHERE the count is under the cap), built once: one round trip less inside
+    the lock, which every submission of the owner waits for, and no unit of work to flush. The statement's
+    snapshot is taken after the lock is granted, as the separate count's was. Returns the stored job (not in
+    the session: what was inserted, with the defaults the ORM would have given it)."""
+    now = utcnow()
+    values = {**values, "created_at": now, "enqueued_at": now, "attempts": 0, "cancel_requested": False,
+              "graph_attempts": 0}
+    lock_owner_jobs(session, values["owner"])
+    stored = session.execute(_insert_if_room(tuple(values)), {
+        "owner": values["owner"], "cap": max_active, **{f"v_{name}": value for name, value in values.items()}
+    }).first()
+    if stored is None:
+        active = _count_active(session, values["owner"])
+        session.rollback()
+        raise TooManyActiveJobs(active, max_active)
+    session.commit()
+    return Job(**values)
+
+
+@lru_cache(maxsize=8)
+def _insert_if_room(names: tuple):
+    jobs = Job.__table__
+    active = (select(func.count()).select_from(jobs)
+              .where(jobs.c.owner == bindparam("owner"), jobs.c.status.in_(ACTIVE_STATUSES)).scalar_subquery())
+    source = select(*(bindparam(f"v_{name}", type_=jobs.c[name].type) for name in names)).where(
+        active < bindparam("cap", type_=Integer))
+    return insert(jobs).from_select(list(names), source).returning(jobs.c.id)
 
 
 def default_name(data_kind: str, job_id: uuid.UUID) -> str:
@@ -337,7 +371,9 @@ def finish_job(session: Session, job_id, token: str, status: str, points: Iterab
                metrics: dict, params_json: Optional[str], *, phase_seconds: Optional[dict] = None,
                graph_pending: bool = False) -> Optional[dict]:
     """Final results and the status change (succeeded or cancelled), in one transaction. `phase_seconds` gets
-    its `save` phase extended by this write up to its commit (the commit itself is not counted).
+    its `save` phase extended by this write up to its commit (the commit itself is not counted); on PostgreSQL,
+    where the write is one statement that also stores the phases (_finish_in_one_statement), up to that
+    statement: its round trip and commit are not counted.
     graph_pending: the job succeeds now and this run draws its graph next (`store_graph`): it keeps the
     claim and the heartbeat until then, so that a run that dies while drawing is noticed and redone.
     Returns the phase_seconds it stored."""
