@@ -22,6 +22,11 @@ SQLITE_MMAP_BYTES = 256 * 2**20
 # A pooled PostgreSQL connection is pinged before use only when it sat idle this long: a worker or an API busy
 # with back-to-back transactions would otherwise pay a round trip ("SELECT 1") on every one of them.
 PING_AFTER_IDLE_SECONDS = 1.0
+# At most this many PostgreSQL connections per engine (process), all of them kept once opened: SQLAlchemy's default
+# (5 kept, up to 10 more opened for a moment and closed as they came back) had the API open and close connections
+# all through a burst of requests (16 at once: ~50 new PostgreSQL sessions per 300 POST /jobs), each a server
+# process forked and its catalog caches warmed again. The same 15 at most as before; only idle ones stay open.
+POOL_CONNECTIONS = 15
 
 
 _engines: dict[str, Engine] = {}
@@ -43,7 +48,7 @@ def _server_engine(url: str) -> Engine:
     ones a server restart or an idle timeout may have closed; one just used is not pinged again. A dead one is
     replaced, with every connection pooled before it, as pre-ping does. (One that died within the last second
     fails its first statement instead: callers retry on OperationalError or answer 503.)"""
-    engine = create_engine(url)
+    engine = create_engine(url, pool_size=POOL_CONNECTIONS, max_overflow=0)
 
     @event.listens_for(engine, "checkin")
     def _idle_from_now(_dbapi_connection, record):
