@@ -53,6 +53,12 @@ def compile_loss(model, loss_name, l2, n_inputs):
     return CompiledLoss(model, loss_name, l2, program, parameters)
 
 
+def is_planned(model, loss_name, n_inputs) -> bool:
+    """Whether compile_loss would reuse a planned tape for this model (an MLP of a shape seen before, see
+    compile_loss): then it answers at once, with nothing to trace."""
+    return type(model) is MLP and (repr(model), loss_name, n_inputs) in _programs
+
+
 class CompiledLoss:
     """A model's batch loss as a tape; loss_and_grads(xs, ys) runs it on a batch."""
 

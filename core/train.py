@@ -96,8 +96,11 @@ def _loss_function(engine, model, loss_name, l2, n_inputs, check=None):
 
 def _compiled(model, loss_name, l2, n_inputs, check):
     """The CompiledLoss, or None when the model cannot compile. Compiling a wide model takes
-    seconds: check() keeps running meanwhile."""
+    seconds: check() keeps running meanwhile. A tape planned already (the shape was seen) is taken at once,
+    without the helper thread: starting and joining it cost more than the lookup (the worker's small jobs)."""
     try:
+        if core.compile.is_planned(model, loss_name, n_inputs):
+            return core.compile.compile_loss(model, loss_name, l2, n_inputs)
         return interruptible(lambda: core.compile.compile_loss(model, loss_name, l2, n_inputs), check)
     except core.compile.CannotCompile as e:
         log.warning("cannot compile this model (%s); using the interpreted engine", e)

@@ -382,8 +382,25 @@ def test_the_final_metrics_of_an_interpreted_job_run_on_the_compiled_engine(monk
     assert metrics["val_loss"] == pytest.approx(val_loss, rel=1e-12)
 
 
+def test_a_planned_tape_is_taken_without_a_helper_thread(monkeypatch):
+    """A shape seen before compiles at once (its tape is planned): no thread is started for it to be
+    interruptible, which cost a worker's small job more than the compile (starting and joining it)."""
+    xs, ys = seed_example()
+    train(MLP(3, [4, 1], seed=0), xs, ys, "sse", steps=1, engine="compiled", check=lambda: None)  # plans it
+    started, real_thread = [], threading.Thread
+
+    def thread(*args, **kwargs):
+        started.append(kwargs.get("name"))
+        return real_thread(*args, **kwargs)
+    monkeypatch.setattr(core.train.threading, "Thread", thread)
+    result = train(MLP(3, [4, 1], seed=1), xs, ys, "sse", steps=1, engine="compiled", check=lambda: None)
+    assert result.engine == "compiled" and "core-interruptible" not in started
+
+
 def test_a_long_compile_stops_when_check_raises(monkeypatch):
+    """A compile that traces (no tape planned for the shape yet: a planned one is taken at once, on this thread)."""
     release, finished = threading.Event(), threading.Event()
+    monkeypatch.setattr(core.compile, "_programs", type(core.compile._programs)())
 
     def slow_compile(*args):
         release.wait(30)
