@@ -37,8 +37,9 @@ def new_key(owner):
         return keys.create_api_key(session, owner)
 
 
-def test_the_moving_window_forgets_hits_older_than_a_minute(clock):
-    limiter = MovingWindow(2, MemoryStorage(), "requests")
+@pytest.mark.parametrize("storage", [MemoryStorage, rate_limit.WindowsInMemory])
+def test_the_moving_window_forgets_hits_older_than_a_minute(clock, storage):
+    limiter = MovingWindow(2, storage(), "requests")
     assert limiter.hit("a") == 0 and limiter.hit("a") == 0
     clock[0] += 30
     assert limiter.wait("a") == 30 and limiter.hit("a") == 30  # refused: counted nothing
@@ -47,6 +48,28 @@ def test_the_moving_window_forgets_hits_older_than_a_minute(clock):
     assert limiter.wait("a") == 0  # the first two hits left the window
     assert limiter.hit("a") == 0 and limiter.hit("a") == 0 and limiter.hit("a") == 60
     assert MovingWindow(0, MemoryStorage(), "requests").hit("a") == 0  # 0 turns the limit off
+
+
+def test_the_memory_windows_start_no_thread_per_hit_and_still_drop_expired_entries(clock, monkeypatch):
+    """limits' MemoryStorage started a Timer thread on nearly every hit (services/api/rate_limit.py)."""
+    storage = rate_limit.WindowsInMemory()
+    storage.timer.join()  # the one that MemoryStorage starts as it is made
+    timers = []
+
+    class Timer:  # records the timers started, which never run
+        def __init__(self, *args, **kwargs):
+            timers.append(args)
+
+        start = is_alive = lambda self: False
+    monkeypatch.setattr(limits.storage.memory.threading, "Timer", Timer)
+    limiter = MovingWindow(1000, storage, "requests")
+    for i in range(50):
+        assert limiter.hit(f"owner{i % 5}") == 0
+        clock[0] += 0.01  # 0.5 s in all: no sweep due yet
+    assert timers == [] and sorted(len(entries) for entries in storage.events.values()) == [10] * 5
+    clock[0] += 60  # every hit left the window, and a sweep is due: the next hit runs it
+    assert limiter.hit("another") == 0
+    assert timers == [] and sorted(len(entries) for entries in storage.events.values()) == [0] * 5 + [1]
 
 
 def test_limits_sharing_a_storage_count_apart(clock):
