@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
+from schemathesis.python import asgi
 
 from services.api.routes import health
 from services.store import db, keys, workers
@@ -18,8 +19,9 @@ EXAMPLES_PER_OPERATION = 150  # x 19 operations x 2 servers: about 5,700 request
 # JSON Schema cannot say "model.inputs must equal the data's width" or "within MAX_STEPS", so a
 # schema-valid spec may rightly get its (documented) 422: that one check does not apply here.
 NOT_APPLICABLE = [schemathesis.checks.positive_data_acceptance]
-world = {"job_ids": [], "experiment_ids": [], "sweep_ids": [], "headers": {}, "client": None}  # filled by the
-# fixture (schemathesis copies the schema object). Path parameters that may be replaced by real ids:
+world = {"job_ids": [], "experiment_ids": [], "sweep_ids": [], "headers": {}, "client": None,
+         "session": None}  # filled by the fixture (schemathesis copies the schema object).
+# Path parameters that may be replaced by real ids:
 KNOWN = {"job_id": "job_ids", "experiment_id": "experiment_ids", "sweep_id": "sweep_ids"}
 
 
@@ -48,9 +50,17 @@ def api_schema(request, make_client, monkeypatch, database_url):
         workers.beat(session, "fuzz-host:2", None)
     world.update(job_ids=[done, running, cancelled, queued, grouped.json()["id"]], experiment_ids=[experiment],
                  sweep_ids=[sweep], headers=auth(key), client=client)
-    # Schemathesis's in-process client says `Host: testserver`, which an open server refuses (DNS rebinding):
-    # the schema and every case go to a loopback name, as a real client's would.
-    return schemathesis.openapi.from_asgi("/openapi.json", client.app, headers={"Host": "127.0.0.1"})
+    # One in-process session for all cases, as a real client keeps one: without it Schemathesis builds a new
+    # requests.Session (two adapters, two pool managers) for every case, and requests reads the proxy variables
+    # and ~/.netrc from the environment on every request (trust_env), though nothing here leaves the process.
+    # The app sets no cookies, so nothing carries over from one case to the next.
+    with asgi.get_client(client.app) as session:
+        session.trust_env = False
+        world["session"] = session
+        # Schemathesis's in-process client says `Host: testserver`, which an open server refuses (DNS rebinding):
+        # the schema and every case go to a loopback name, as a real client's would.
+        yield schemathesis.openapi.from_asgi("/openapi.json", client.app, headers={"Host": "127.0.0.1"})
+    world["session"] = None
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -68,18 +78,20 @@ def test_api_conforms_to_its_schema(case):
     negative = case.meta is not None and case.meta.generation.mode.is_negative
     for name, ids in KNOWN.items():
         if name in (case.path_parameters or {}) and not negative:
-            known = world[ids] if case.method != "DELETE" else [throwaway(name)]  # deleting is final
+            deleting = case.method == "DELETE"  # deleting is final: a DELETE gets a throwaway, made when used
+            count = 1 if deleting else len(world[ids])
             # Half of the valid ids are replaced by real ones (chosen by the generated id, so it replays).
-            pick = int(str(case.path_parameters[name]).encode().hex(), 16) % (2 * len(known))
-            if pick < len(known):
-                case.path_parameters[name] = known[pick]
+            pick = int(str(case.path_parameters[name]).encode().hex(), 16) % (2 * count)
+            if pick < count:
+                case.path_parameters[name] = throwaway(name) if deleting else world[ids][pick]
     # Valid requests carry the real key; invalid ones keep what was generated (possibly no key at all).
     not_negative = mislabelled(case) or query_sent_as_valid_text(case)
     excluded = NOT_APPLICABLE + ([schemathesis.checks.negative_data_rejection] if not_negative else [])
     # Every case, negative ones too, carries X-Requested-With as the dashboard and the CLI do: without it an
     # open server refuses a bodiless POST/DELETE (403, tested in test_safe_defaults.py) before validating it.
     headers = {**CLIENT_HEADERS, **({} if negative else world["headers"])}
-    case.call_and_validate(base_url=LOOPBACK_URL, headers=headers, excluded_checks=excluded)
+    case.call_and_validate(base_url=LOOPBACK_URL, headers=headers, excluded_checks=excluded,
+                           session=world["session"])
 
 
 def throwaway(name):
