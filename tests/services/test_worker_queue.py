@@ -1,14 +1,19 @@
 """Sending work (services.queue) and the worker's delivery settings, against real brokers."""
+import threading
 import time
 import uuid
 
 import pytest
+import redis
 from kombu import Connection
 
 from core.spec import JobSpec
 from services import queue
 from services.store import jobs
 from services.store.db import session_scope
+from tests.integration.processes import redis_server_fixture
+
+redis_server_url = pytest.fixture(redis_server_fixture, scope="module", name="redis_server_url")
 
 
 @pytest.fixture
@@ -54,6 +59,70 @@ def test_redis_is_reachable_for_the_compose_setup(service_env):
         queue.check_broker()
     finally:
         queue.celery_client.cache_clear()
+
+
+@pytest.fixture
+def redis_broker(service_env, redis_server_url):
+    """The compose setup's broker: a Redis of this module's own, emptied."""
+    redis.Redis.from_url(redis_server_url).flushdb()
+    service_env(BROKER_URL=redis_server_url)
+    queue.celery_client.cache_clear()
+    yield redis_server_url
+    queue.celery_client.cache_clear()
+
+
+def test_sends_from_many_threads_reuse_their_channels_redis_client_and_survive_dropped_connections(
+        redis_broker, monkeypatch):
+    """The API sends from the threads FastAPI runs sync code on. Each message arrives once; the Redis
+    channels keep their client (kombu's built one per message) and build a new one only on a new pool; and
+    when Redis drops every connection (as a restart does), the next sends still arrive."""
+    built = []  # the clients built for commands (a channel's BRPOP and ping client is another, kept by kombu)
+    build = queue.RedisChannel._create_client
+
+    def counting_build(channel, asynchronous=False):
+        if not asynchronous:
+            built.append(channel)
+        return build(channel, asynchronous)
+
+    monkeypatch.setattr(queue.RedisChannel, "_create_client", counting_build)
+    before = [uuid.uuid4() for _ in range(200)]
+    threads = [threading.Thread(target=lambda ids: [queue.send(job_id) for job_id in ids], args=(before[k::8],))
+               for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    # at most one per pooled producer's channel (none when kombu's producer pool, global per broker URL, kept
+    # the channels of an earlier test); kombu's own channel built one per message: 200
+    assert len(built) <= queue.celery_client().conf.broker_pool_limit
+
+    admin = redis.Redis.from_url(redis_broker)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    after = [uuid.uuid4() for _ in range(5)]
+    for job_id in after:
+        queue.send(job_id)
+    sent_built = len(built)
+
+    received = []
+    with Connection(redis_broker, transport=queue.RedisTransport) as connection:
+        inbox = connection.SimpleQueue("celery")
+        for _ in before + after:
+            message = inbox.get(timeout=10)
+            received.append(message.payload[0][0])
+            message.ack()
+        with pytest.raises(inbox.Empty):
+            inbox.get(timeout=0.5)
+        inbox.close()
+    assert sorted(received) == sorted(str(job_id) for job_id in before + after)
+    assert admin.hlen("unacked") == 0  # the acks went through the kept client too
+    assert sent_built <= 2 * queue.celery_client().conf.broker_pool_limit
+
+
+def test_only_plain_redis_urls_get_our_redis_transport():
+    assert queue.broker_transport("redis://127.0.0.1:6379/0").endswith(":RedisTransport")
+    assert queue.broker_transport("rediss://127.0.0.1:6380/0") is None  # kombu checks its SSL by the scheme
+    assert queue.broker_transport("sqla+sqlite:///var/broker.db").endswith(":SQLiteTransport")
 
 
 def test_the_worker_holds_one_task_at_a_time_and_acknowledges_it_after_running(broker):
