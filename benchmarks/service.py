@@ -7,7 +7,8 @@
      (benchmarks/requirements-mlflow.txt; MLFLOW_PYTHON may name an interpreter that has it);
   2. the compose stack's commands run natively (PostgreSQL, Redis, API, workers; tests/integration/processes.py):
      the same latencies, and 200 small jobs submitted at once to two workers, with each job's fixed cost
-     per phase (GET /jobs/{id} timings.phases_ms: everything but the training steps and the queue wait).
+     per phase (GET /jobs/{id} timings.phases_ms: everything but the training steps and the queue wait),
+     plus the final write's part no phase holds (the workers' mgs_job_final_write_seconds; see throughput).
 
     .venv/bin/python benchmarks/service.py [--quick] [--only serve|throughput ...]
 
@@ -374,8 +375,10 @@ def stack(scratch, n_latency, n_throughput, parts=PARTS):
         port = free_port()
         api = Process("api", [a.replace("0.0.0.0", "127.0.0.1").replace("8000", str(port))
                               for a in compose_command("api")], env, logs)
-        workers = [Process(f"worker{n}", [*compose_command("worker"), f"--hostname=bench{n}@%h"], env, logs)
-                   for n in (1, 2)]
+        metrics_ports = [free_port(), free_port()]  # each worker's Prometheus metrics (the final write's time)
+        workers = [Process(f"worker{n}", [*compose_command("worker"), f"--hostname=bench{n}@%h"],
+                           {**env, "WORKER_METRICS_PORT": str(port)}, logs)
+                   for n, port in zip((1, 2), metrics_ports)]
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_ready(base_url, [api, *workers])
@@ -388,7 +391,8 @@ def stack(scratch, n_latency, n_throughput, parts=PARTS):
                                latency_no_graph=latency(client, SEED_NO_GRAPH, n_latency))
                 if "throughput" in parts:
                     out["throughput"] = throughput(client, n_throughput, [
-                        ("api", api.popen.pid), *((f"worker{n}", w.popen.pid) for n, w in enumerate(workers, 1))])
+                        ("api", api.popen.pid), *((f"worker{n}", w.popen.pid) for n, w in enumerate(workers, 1))],
+                        metrics_urls=[f"http://127.0.0.1:{port}/metrics" for port in metrics_ports])
                     out["throughput_split"] = throughput_split(client, n_throughput, workers)
         finally:
             for process in [api, *workers]:
@@ -447,12 +451,17 @@ def percentiles(seconds):
             "p95_ms": 1000 * seconds[max(0, round(0.95 * len(seconds)) - 1)]}
 
 
-def throughput(client, jobs, processes=()):
+def throughput(client, jobs, processes=(), metrics_urls=()):
     """`jobs` small jobs submitted at once (16 threads); jobs/s from the first POST to the last job's end (its
     `finished_at`, so the rate does not depend on how often the client looks). The client looks every
     THROUGHPUT_POLL_SECONDS with one list request: it used to look every 20 ms, and listing 200 jobs took the
     API 20-30 ms of CPU each time, a large share of the two cores the workers were being measured on.
-    `processes`: (name, pid) whose CPU time (with their children's) is reported per job."""
+    `processes`: (name, pid) whose CPU time (with their children's) is reported per job.
+    The fixed cost is each job's phases but steps and queue wait (median over the jobs), plus the median of
+    the final write's part that is in no phase: the statement that ends a job stores its phases, so its round
+    trip and commit cannot be in them; the workers time it (`mgs_job_final_write_seconds`, scraped from
+    `metrics_urls` before and after the run; its median is interpolated within the histogram's buckets)."""
+    writes_before = final_write_buckets(metrics_urls)
     cpu_before = {name: tree_cpu_seconds(pid) for name, pid in processes}
     client_before = time.process_time()
     started_at, started = time.time(), time.perf_counter()
@@ -479,8 +488,53 @@ def throughput(client, jobs, processes=()):
     medians = {phase: statistics.median(values) for phase, values in phases.items()}
     fixed = [sum(ms for phase, ms in job["timings"]["phases_ms"].items() if phase not in ("queue_wait", "steps"))
              for job in finals]
-    return {"jobs_per_second": jobs / elapsed, "fixed_cost_ms": statistics.median(fixed), "phases_ms": medians,
-            "posting_seconds": posted, "cpu_ms_per_job": cpu_ms}
+    out = {"jobs_per_second": jobs / elapsed, "fixed_cost_ms": statistics.median(fixed), "phases_ms": medians,
+           "posting_seconds": posted, "cpu_ms_per_job": cpu_ms}
+    if metrics_urls:
+        writes = final_write_buckets(metrics_urls, since=writes_before)
+        assert writes["count"] == jobs, f"the workers timed {writes['count']} final writes for {jobs} jobs"
+        out["final_write_ms"] = {"median": 1000 * bucket_quantile(writes["buckets"], 0.5),
+                                 "mean": 1000 * writes["sum"] / writes["count"]}
+        out["fixed_cost_ms"] += out["final_write_ms"]["median"]
+    return out
+
+
+def final_write_buckets(urls, since=None):
+    """The workers' `mgs_job_final_write_seconds` histograms, added up: {"buckets": {le: cumulative count},
+    "count", "sum"}, less `since` (an earlier reading) when given."""
+    from prometheus_client.parser import text_string_to_metric_families
+    total = {"buckets": {}, "count": 0.0, "sum": 0.0}
+    for url in urls:
+        for family in text_string_to_metric_families(httpx.get(url, timeout=10).raise_for_status().text):
+            if family.name != "mgs_job_final_write_seconds":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    total["buckets"][le] = total["buckets"].get(le, 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    total["count"] += sample.value
+                elif sample.name.endswith("_sum"):
+                    total["sum"] += sample.value
+    if since is not None:
+        total = {"buckets": {le: n - since["buckets"].get(le, 0.0) for le, n in total["buckets"].items()},
+                 "count": total["count"] - since["count"], "sum": total["sum"] - since["sum"]}
+    return total
+
+
+def bucket_quantile(buckets, q):
+    """The q-quantile of a histogram's cumulative buckets {upper bound: count}, interpolated linearly within
+    its bucket, as Prometheus's histogram_quantile does (the first bucket from 0)."""
+    bounds = sorted(buckets)
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-12)
+        lower, below = bound, buckets[bound]
+    return lower
 
 
 THROUGHPUT_POLL_SECONDS = 0.25
@@ -573,9 +627,11 @@ def print_table(results, n_latency, n_throughput):
     if "throughput" in s:
         t = s["throughput"]
         phases = ", ".join(f"{phase} {ms:.1f}" for phase, ms in t["phases_ms"].items())
+        if "final_write_ms" in t:
+            phases += f", final write {t['final_write_ms']['median']:.1f}"
         rows.append((f"{n_throughput} small jobs (20 steps), 2 workers, stack", f"{t['jobs_per_second']:.1f} jobs/s",
                      ">= 80 jobs/s", "30 jobs/s"))
-        rows.append(("fixed cost per job (all but steps and queue wait; medians, ms)",
+        rows.append(("fixed cost per job (all but steps and queue wait, final write included; medians, ms)",
                      f"{t['fixed_cost_ms']:.1f} ms ({phases})", "<= 10 ms, shown per phase", "~40 ms"))
         if "throughput_split" in s:
             split = s["throughput_split"]

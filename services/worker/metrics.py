@@ -15,6 +15,12 @@ STEPS_PER_SECOND = Histogram("mgs_job_steps_per_second", "training steps per sec
                              buckets=(10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000))
 PHASE_SECONDS = Histogram("mgs_job_phase_seconds", "seconds per phase of a job's run", ["phase"],
                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 10, 60))
+FINAL_WRITE_SECONDS = Histogram(
+    "mgs_job_final_write_seconds",
+    "the part of a trained job's final write that is in no phase: finish_job stores the phases, so its `save` "
+    "stops before the statement's round trip and durable commit (PostgreSQL), or before the commit (SQLite)",
+    buckets=(0.00025, 0.0005, 0.00075, 0.001, 0.00125, 0.0015, 0.00175, 0.002, 0.0025, 0.003, 0.004, 0.005,
+             0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1, 5, 60))
 JOBS_FINISHED = Counter("mgs_jobs_finished", "jobs this worker ended, by final status", ["status"])
 
 
