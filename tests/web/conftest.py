@@ -137,7 +137,9 @@ class Page:
         self.page = context.new_page()
         self.requests, self.errors = [], []
         context.on("request", lambda request: self.requests.append(request.url))
-        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        # A failed load's text names no URL ("Failed to load resource: ... 404"); its location does.
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(
+            f"{message.text} ({message.location.get('url', '?')})"))
         self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
 
     def goto(self, route):

@@ -114,6 +114,25 @@ def test_the_runs_table_compares_two_runs_and_back_and_forward_work(page, servic
     assert service.http.get(f"/jobs/{copy}").status_code == 404
 
 
+def test_a_run_is_deleted_after_the_pages_reads_of_it_end(page, service):
+    """Delete waits for the view's reads of the run still under way (here its decision boundary, held back):
+    answered after the run is gone, one would be a 404 (a console error) and a banner about a deleted run."""
+    job = service.submit({"model": {"layers": [4, 1]}, "data": {"kind": "moons", "n_samples": 40}, "steps": 20,
+                          "record": {"graph_svg": False}})
+    service.finished(job)
+    p, held = page.page, []
+    p.route(re.compile(r"/boundary\?"), lambda route: held.append(route))
+    with p.expect_request(re.compile(r"/boundary\?")):
+        page.goto(f"/runs/{job}")
+    p.once("dialog", lambda dialog: dialog.accept())
+    p.click("button:has-text('Delete')")
+    p.wait_for_timeout(1000)  # a page that deletes at once has done so by now
+    assert service.http.get(f"/jobs/{job}").status_code == 200
+    held[0].continue_()
+    wait_for_hash(p, "^#/runs$")
+    assert service.http.get(f"/jobs/{job}").status_code == 404
+
+
 def test_without_keys_the_page_cancels_reruns_and_deletes(open_page, open_service):
     """The embedded default (no keys) refuses a POST or DELETE with neither a JSON body nor X-Requested-With
     (a cross-site form could send it); the page's own bodiless DELETE must still go through."""

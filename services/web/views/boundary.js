@@ -1,6 +1,6 @@
 // The decision boundary of a 2-D run: the model's class over a grid (GET /jobs/{id}/boundary),
 // drawn as cells, with the dataset's points on top.
-import { get, q } from "../api.js";
+import { q } from "../api.js";
 import { h, s } from "../dom.js";
 import { num } from "../format.js";
 import { errorText } from "../shell.js";
@@ -8,9 +8,10 @@ import { errorText } from "../shell.js";
 const FILL = ["#cfe0fb", "#fbd9c9", "#cdeed8", "#e6d6f3", "#f4ebc4", "#c8eaf0"];
 const DOT = ["#2f6fdf", "#e0592a", "#2a9d55", "#9b4dca", "#c9a227", "#1f9fb4"];
 
-export function boundaryPanel(id, signal) {
+// read(path): the calling view's GET (it knows which of its reads are under way).
+export function boundaryPanel(id, read) {
   const section = h("section", {class: "boundary"}, h("h2", {}, "Decision boundary"), h("p", {class: "muted"}, "Computing…"));
-  get(`/jobs/${q(id)}/boundary?size=48`, {signal}).then((b) => {
+  read(`/jobs/${q(id)}/boundary?size=48`).then((b) => {
     section.replaceChildren(h("h2", {}, "Decision boundary"), draw(b),
       h("p", {class: "muted"}, `The trained model's class over a ${b.size}×${b.size} grid; dots are the ${b.points.length} samples.`));
   }).catch((error) => {

@@ -11,7 +11,16 @@ const GRAPH_POLL_MS = 500;
 
 export function renderRun(main, {args: [id], signal}) {
   const base = `/jobs/${q(id)}`;
-  const state = {points: [], job: null, stop: null};
+  const state = {points: [], job: null, stop: null, leaving: false, graphTimer: null};
+  // This view's reads of the run still under way: a delete waits for them, or the server could answer one
+  // after the run is gone (a 404, logged by the browser, and the view's banner for a run the user deleted).
+  const reads = new Set();
+  const read = (path) => {
+    const promise = get(path, {signal});
+    reads.add(promise);
+    promise.catch(() => {}).finally(() => reads.delete(promise));
+    return promise;
+  };
   const title = h("h1", {}, "Run ", idChip(id));
   const status = h("span");
   const progress = h("progress", {max: 1, value: 0});
@@ -58,7 +67,7 @@ export function renderRun(main, {args: [id], signal}) {
   }
 
   async function loadJob() {
-    const job = await get(base, {signal});
+    const job = await read(base);
     state.job = job;
     showHeader(job);
     drawButtons(job);
@@ -97,7 +106,16 @@ export function renderRun(main, {args: [id], signal}) {
   }
 
   async function remove() {
-    await del(base);
+    state.leaving = true;  // no new reads of this run: the graph's poll and the live follow stop
+    clearTimeout(state.graphTimer);
+    state.stop?.();
+    await Promise.allSettled([...reads]);
+    try {
+      await del(base);
+    } catch (error) {
+      state.leaving = false;
+      throw error;
+    }
     location.hash = "#/runs";
   }
 
@@ -121,7 +139,7 @@ export function renderRun(main, {args: [id], signal}) {
 
   function paramsSection() {
     const section = h("section", {class: "wide"}, h("h2", {}, "Parameters"));
-    get(`${base}/params`, {signal}).then((params) => {
+    read(`${base}/params`).then((params) => {
       const rows = [];
       params.layers.forEach((layer, i) => layer.neurons.forEach((neuron, j) =>
         rows.push([`layer ${i} (${layer.activation})`, `neuron ${j}`, num(neuron.b), neuron.w.map((w) => num(w)).join("  ")])));
@@ -136,11 +154,11 @@ export function renderRun(main, {args: [id], signal}) {
 
   async function start() {
     try {
-      const [job, loss] = await Promise.all([loadJob(), get(`${base}/loss?max_points=2000`, {signal})]);
+      const [job, loss] = await Promise.all([loadJob(), read(`${base}/loss?max_points=2000`)]);
       state.points = loss.points;
       redrawCharts();
       if (job.status === "succeeded" && ["moons", "circles", "xor", "spirals", "blobs"].includes(job.spec.data.kind)) {
-        extra.replaceChildren(boundaryPanel(id, signal));
+        extra.replaceChildren(boundaryPanel(id, read));
       }
       if (job.status === "succeeded" && job.graph === "pending") waitForGraph();
       if (!isFinal(job.status)) {
@@ -154,7 +172,7 @@ export function renderRun(main, {args: [id], signal}) {
             showHeader(state.job);
             drawDetails(state.job);
           },
-          end: () => { mode.textContent = ""; start(); },
+          end: () => { mode.textContent = ""; if (!state.leaving) start(); },
         });
       }
     } catch (error) {
@@ -167,10 +185,12 @@ export function renderRun(main, {args: [id], signal}) {
 
   // A succeeded run's graph is drawn after its results are saved: read the run again until it is drawn (or failed).
   function waitForGraph() {
-    const timer = setTimeout(async () => {
+    const timer = state.graphTimer = setTimeout(async () => {
       try {
-        const job = await get(base, {signal});
+        if (state.leaving) return;
+        const job = await read(base);
         state.job = job;
+        if (state.leaving) return;
         if (job.graph === "pending") return waitForGraph();
         drawButtons(job);
       } catch (error) {
