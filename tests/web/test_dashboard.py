@@ -58,6 +58,10 @@ def test_submit_from_the_page_and_watch_the_curve_grow_live(page):
     parameters = p.locator("section:has(> table.params)")
     parameters.wait_for()
     assert parameters.locator("tbody tr").count() == 16 + 16 + 1
+    # a layer 0 neuron's 2 weights start beside its bias, not 16 columns' width away at the right edge
+    bias, weights = (parameters.locator("tbody tr").first.locator("td").nth(k) for k in (2, 3))
+    assert bias.evaluate("(td) => getComputedStyle(td).textAlign") == "right"
+    assert weights.evaluate("(td) => getComputedStyle(td).textAlign") in ("left", "start")
     assert parameters.text_content().endswith(parameters.locator("table.params").text_content())  # nothing after it
     page.screenshot("run")
 

@@ -145,7 +145,7 @@ export function renderRun(main, {args: [id], signal}) {
         rows.push([`layer ${i} (${layer.activation})`, `neuron ${j}`, num(neuron.b), neuron.w.map((w) => num(w)).join("  ")])));
       const shown = rows.slice(0, 200);
       section.append(...[h("table", {class: "params"}, h("thead", {}, h("tr", {}, ["layer", "neuron", "bias", "weights"].map((c) => h("th", {}, c)))),
-                           h("tbody", {}, shown.map((r) => h("tr", {}, r.map((c, k) => h("td", {class: k >= 2 ? "num mono" : ""}, c)))))),
+                           h("tbody", {}, shown.map((r) => h("tr", {}, r.map((c, k) => h("td", {class: k === 2 ? "num mono" : k === 3 ? "mono" : ""}, c)))))),
                          rows.length > shown.length ? h("p", {class: "muted"}, `first ${shown.length} of ${rows.length} neurons`) : null]
                        .filter(Boolean));  // (append() writes a null as the text "null")
     }).catch((error) => { if (error.name !== "AbortError") section.append(h("p", {class: "muted"}, errorText(error))); });
