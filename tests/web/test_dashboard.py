@@ -367,6 +367,14 @@ def test_queue_view(page):
     page.screenshot("queue")
 
 
+def test_a_filter_that_matches_nothing_says_so(page):
+    """With a status, experiment or API filter the API answers only the matching runs: none is not "no runs yet"."""
+    page.goto("/runs?filter=metrics.final_loss<0")
+    empty = page.page.locator("table.runs td.muted")
+    empty.wait_for()
+    assert empty.text_content() == "No run matches the filter."
+
+
 def test_the_queue_says_when_no_worker_is_live(page):
     """An empty workers table was all it showed: headers, no row, no word on why nothing runs."""
     page.page.route("**/workers", lambda route: route.fulfill(json=[]))

@@ -102,7 +102,8 @@ export function renderRuns(main, {params, signal}) {
     const shown = rows();
     body.replaceChildren(...shown.map(row));
     if (!shown.length) body.append(h("tr", {}, h("td", {colSpan: COLUMNS.length + 1, class: "muted"},
-      state.runs.length ? "No run matches the filter." : "No runs yet. Start one from “New run”.")));
+      state.runs.length || state.status || state.filter || state.experiment ? "No run matches the filter."
+        : "No runs yet. Start one from “New run”.")));
     const active = state.runs.filter((r) => !isFinal(r.status));
     summary.textContent = `${state.runs.length} runs · ${active.filter((r) => r.status === "running").length} running · ` +
                           `${active.filter((r) => r.status === "queued").length} queued`;
