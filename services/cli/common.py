@@ -125,7 +125,7 @@ def write_file(path, text, what):
         Path(path).write_text(text)
     except OSError as e:
         raise Failure(f"cannot write {what} to {path}: {e}")
-    err.print(f"wrote {what} to {path} ({len(text.encode()):,} bytes)")
+    err.print(f"wrote {what} to {path} ({len(text.encode()):,} bytes)", soft_wrap=True)  # a long path unbroken
 
 
 def print_json(data):

@@ -110,7 +110,7 @@ def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=Fals
                     [(job["id"], job["name"], shown_status(job), when(job["created_at"]), job["final_loss"],
                       *([(job["metrics"] or {}).get(metric)] if metric else [])) for job in page["items"]]))
     if page["next_cursor"]:
-        err.print(f"more: --cursor {page['next_cursor']}")
+        err.print(f"more: --cursor {page['next_cursor']}", soft_wrap=True)  # one line, to copy whole
 
 
 def show(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):

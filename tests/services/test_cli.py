@@ -211,6 +211,23 @@ def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch)
 
 
 @sqlite_only
+def test_list_prints_the_next_pages_cursor_on_one_line(server, key, capsys, tmp_path, monkeypatch):
+    """Rich folded the hint at 80 columns, so the ~100-character cursor pasted back was two broken pieces."""
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    first, second = (mgs(capsys, "submit", spec_file(tmp_path)).out.strip() for _ in range(2))
+    page = mgs(capsys, "list", "--limit", "1")
+    assert second in page.out and first not in page.out
+    (hint,) = page.err.splitlines()
+    cursor = hint.removeprefix("more: --cursor ")
+    assert len(hint) > 80 and cursor == json.loads(mgs(capsys, "list", "--limit", "1", "--json").out)["next_cursor"]
+    assert first in mgs(capsys, "list", "--limit", "1", "--cursor", cursor).out
+    path = tmp_path / f"{'long-name-' * 8}.csv"  # so is where a download went
+    assert mgs(capsys, "loss", first, "--csv", "-o", path).err.splitlines() == [f"wrote the loss history to {path} "
+                                                                               f"({path.stat().st_size:,} bytes)"]
+
+
+@sqlite_only
 def test_run_metadata_and_experiments(server, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
