@@ -145,8 +145,9 @@ def edit(job_id: JobId,
                                                             show_default=False)] = None,
          notes: Annotated[Optional[str], typer.Option(help="replace the notes", show_default=False)] = None,
          as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
-    """Rename a job, add or change (--tag) or remove (--untag) tags, replace its notes. The spec and
-    results never change."""
+    """Rename a job, add or change (--tag) or remove (--untag) tags, replace its notes.
+
+    The spec and results never change."""
     api = Api(url, key)
     patch = {k: v for k, v in {"name": name, "notes": notes}.items() if v is not None}
     if tag or untag:
@@ -306,8 +307,9 @@ def graph(job_id: JobId,
                                                          show_default=False)] = None,
           wait: Annotated[float, typer.Option(help="seconds to wait for a graph that is being drawn")] = 60,
           url: Url = DEFAULT_URL, key: Key = None):
-    """Write a job's computation graph (SVG) to a file. A succeeded job's graph is drawn after its results
-    are saved: while it is being drawn, this waits for it (up to --wait seconds)."""
+    """Write a job's computation graph (SVG) to a file.
+
+    A succeeded job's graph is drawn after its results are saved: this waits for it (up to --wait seconds)."""
     api, path = Api(url, key), f"/jobs/{job_id}/graph.svg"
     deadline = time.monotonic() + wait
     while (response := api.request("GET", path)).status_code == 202:  # "the graph is being drawn"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -552,3 +553,16 @@ def test_make_installs_the_mgs_console_script():
     script = Path(sys.executable).with_name("mgs")
     run = subprocess.run([script, "list", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stderr.split(":")[0]) == (UNREACHABLE, "mgs")
+
+
+def test_no_help_paragraph_breaks_mid_sentence():
+    """Rich's help keeps a docstring's line breaks inside a paragraph: `mgs --help` listed edit as "… The spec
+    and" with "results never change." on a line of its own."""
+    def commands(group, prefix=""):
+        for name, command in getattr(group, "commands", {}).items():
+            yield prefix + name, command
+            yield from commands(command, f"{prefix}{name} ")
+
+    broken = {name: command.help for name, command in commands(typer.main.get_command(cli.app))
+              if any("\n" in paragraph for paragraph in (command.help or "").split("\n\n"))}
+    assert broken == {}
