@@ -3,6 +3,7 @@
 Every expected failure is a `Failure`: one line on stderr and a documented exit code, never a traceback."""
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -34,9 +35,23 @@ def shown_status(job: dict) -> str:
     return "pruned" if job.get("pruned") else job["status"]
 PIPED_WIDTH = 160
 
+
+class RightStripped(Console):
+    """A console whose lines never end in spaces: rich pads every table cell to its column's width, so a
+    script reading a table (or `show`'s rows) got trailing spaces. Columns stay aligned; only the right
+    edge goes (before any closing style codes, on a terminal)."""
+    TRAILING_SPACES = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
+
+    def print(self, *objects, **kwargs):
+        with self.capture() as captured:
+            super().print(*objects, **kwargs)
+        self.file.write(self.TRAILING_SPACES.sub(r"\1", captured.get()))
+        self.file.flush()
+
+
 # results: stdout. Piped (not a terminal, no COLUMNS), tables get room enough not to fold.
-out = Console(highlight=False, soft_wrap=True,
-              width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPED_WIDTH)
+out = RightStripped(highlight=False, soft_wrap=True,
+                    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPED_WIDTH)
 err = Console(stderr=True, highlight=False)             # messages, progress bars, live tables: stderr
 
 

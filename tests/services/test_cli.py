@@ -229,6 +229,23 @@ def test_list_prints_the_next_pages_cursor_on_one_line(server, key, capsys, tmp_
 
 
 @sqlite_only
+def test_piped_output_has_no_trailing_spaces(server, key, tmp_path):
+    """Piped, rich padded every cell to its column's width (show's rows to the longest spec line, ~160
+    columns): scripts reading the output got trailing spaces. Columns stay aligned; the right edge is bare."""
+    env = {"SERVICE_URL": server, "API_KEY": key}
+    first, second = (mgs_process("submit", spec_file(tmp_path), "--name", name, env=env).stdout.strip()
+                     for name in ("a-longer-name", "short"))
+    for argv in (("show", first), ("list",), ("compare", first, second), ("loss", first)):
+        run = mgs_process(*argv, env=env)
+        lines = run.stdout.splitlines()
+        assert run.returncode == 0 and len(lines) > 2, (argv, run)
+        assert [line for line in lines if line != line.rstrip()] == [], argv
+    listed = mgs_process("list", env=env).stdout.splitlines()
+    assert [line.index("succeeded") for line in listed if first in line or second in line] == \
+           [listed[0].index("status")] * 2  # still aligned
+
+
+@sqlite_only
 def test_run_metadata_and_experiments(server, key, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVICE_URL", server)
     monkeypatch.setenv("API_KEY", key)
