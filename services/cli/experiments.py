@@ -38,6 +38,8 @@ def list_experiments(as_json: Json = False, url: Url = DEFAULT_URL, key: Key = N
     page = Api(url, key).get("/experiments")
     if as_json:
         return print_json(page)
+    if not page["items"]:  # as `mgs list`: nothing on stdout, a line on stderr
+        return err.print("no experiments")
     out.print(table(("id", "name", "jobs", "created", "description"),
                     [(e["id"], e["name"], str(e["jobs"]), when(e["created_at"]), e["description"] or "")
                      for e in page["items"]]))

@@ -105,6 +105,10 @@ def list_jobs(status: Annotated[Optional[Status], typer.Option(show_default=Fals
                              filter=where, sort=sort, order="asc" if ascending else "desc", limit=limit, cursor=cursor)
     if as_json:
         return print_json(page)
+    if not page["items"]:  # no table of headers alone: stdout stays empty, stderr says why
+        filtered = status or experiment or sweep or tag or where
+        return err.print(("no more jobs" if cursor else "no jobs") if not filtered else
+                         "no more jobs match the filter" if cursor else "no job matches the filter")
     metric = sort.removeprefix("metrics.") if sort.startswith("metrics.") and sort != "metrics.final_loss" else None
     out.print(table(("id", "name", "status", "created", "final loss", *([metric] if metric else [])),
                     [(job["id"], job["name"], shown_status(job), when(job["created_at"]), job["final_loss"],

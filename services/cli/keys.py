@@ -42,6 +42,8 @@ def list_keys(as_json: Json = False):
                  "revoked_at": k.revoked_at and k.revoked_at.isoformat()} for k in keys.list_api_keys(s)]
     if as_json:
         return print_json(rows)
+    if not rows:  # as `mgs list`: nothing on stdout, a line on stderr
+        return err.print("no keys")
     out.print(table(("id", "owner", "name", "created", "state"),
                     [(str(k["id"]), k["owner"], k["name"] or "", when(k["created_at"]),
                       f"revoked {when(k['revoked_at'])}" if k["revoked_at"] else "active") for k in rows]))

@@ -82,6 +82,8 @@ def list_sweeps(as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
     page = Api(url, key).get("/sweeps")
     if as_json:
         return print_json(page)
+    if not page["items"]:  # as `mgs list`: nothing on stdout, a line on stderr
+        return err.print("no sweeps")
     out.print(table(("id", "status", "method", "objective", "trials", "best", "created"),
                     [(s["id"], s["status"], s["method"], f"{s['direction'][:3]} {s['objective']}",
                       f"{s['trials_created']}/{s['trials']}", s["best_objective"], when(s["created_at"]))

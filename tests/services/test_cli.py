@@ -119,6 +119,8 @@ def spec_file(tmp_path, **spec):
 
 @sqlite_only
 def test_keys_create_list_revoke(service_env, capsys):
+    nothing = mgs(capsys, "keys", "list")
+    assert (nothing.out, nothing.err) == ("", "no keys\n")  # as every empty listing (see test_empty_listings_say_so)
     created = mgs(capsys, "keys", "create", "--owner", "alice", "--name", "laptop")
     key = created.out.strip()
     assert key.startswith("mgs_") and "shown once" in created.err
@@ -243,6 +245,24 @@ def test_piped_output_has_no_trailing_spaces(server, key, tmp_path):
     listed = mgs_process("list", env=env).stdout.splitlines()
     assert [line.index("succeeded") for line in listed if first in line or second in line] == \
            [listed[0].index("status")] * 2  # still aligned
+
+
+@sqlite_only
+def test_empty_listings_say_so(server, key, capsys, tmp_path, monkeypatch):
+    """An empty `mgs list` printed its header row alone (sweeps and experiments too): now stdout stays empty
+    (nothing for a script to count) and stderr says that there is nothing, or that the filter matched nothing."""
+    monkeypatch.setenv("SERVICE_URL", server)
+    monkeypatch.setenv("API_KEY", key)
+    for argv, message in ((("list",), "no jobs"), (("sweep", "list"), "no sweeps"),
+                          (("experiments", "list"), "no experiments")):
+        empty = mgs(capsys, *argv)
+        assert (empty.out, empty.err) == ("", message + "\n"), argv
+        assert json.loads(mgs(capsys, *argv, "--json").out)["items"] == []  # --json: the API's answer, as ever
+    job_id = mgs(capsys, "submit", spec_file(tmp_path), "-e", "runs").out.strip()
+    for argv in (("--status", "failed"), ("-e", "other"), ("-t", "kind"), ("-f", "optimizer.lr>1")):
+        unmatched = mgs(capsys, "list", *argv)
+        assert (unmatched.out, unmatched.err) == ("", "no job matches the filter\n"), argv
+    assert job_id in mgs(capsys, "list", "-e", "runs").out
 
 
 @sqlite_only
