@@ -324,9 +324,16 @@ def graph(job_id: JobId,
 
 
 def cancel(job_id: JobId, as_json: Json = False, url: Url = DEFAULT_URL, key: Key = None):
-    """Cancel a job: a queued one at once, a running one within a step or two."""
+    """Cancel a job: a queued one at once, a running one within a step or two.
+
+    One that had already succeeded or failed is left as it was (exit 0), and the message says so."""
     job = Api(url, key).post(f"/jobs/{job_id}/cancel")
     if as_json:
         return print_json(job)
-    state = shown_status(job) + (", cancel requested" if job["cancel_requested"] and job["status"] == "running" else "")
+    if job["status"] in ("succeeded", "failed"):  # it had ended: a bare "succeeded" read as a result
+        drawing = job["status"] == "succeeded" and job["cancel_requested"] and job.get("graph") == "pending"
+        state = f"already {job['status']}" + ("; drawing its graph is stopped" if drawing else ": nothing to cancel")
+    else:
+        state = shown_status(job) + (", cancel requested" if job["cancel_requested"] and job["status"] == "running"
+                                     else "")
     out.print(f"{job['id']}: {state}")

@@ -165,6 +165,9 @@ def test_graph_waits_for_a_graph_that_is_being_drawn(server, received, key, caps
     mgs(capsys, "graph", job_id, "-o", tmp_path / "g.svg")
     assert (tmp_path / "g.svg").read_text() == "<svg>drawn</svg>"
 
+    drawing = mgs(capsys, "submit", spec_file(tmp_path)).out.strip()  # cancelling it stops only the drawing
+    assert mgs(capsys, "cancel", drawing).out == f"{drawing}: already succeeded; drawing its graph is stopped\n"
+
 
 @sqlite_only
 def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch):
@@ -209,7 +212,8 @@ def test_every_job_command_over_http(server, key, capsys, tmp_path, monkeypatch)
     unwritable = mgs(capsys, "graph", job_id, "-o", tmp_path / "no" / "such" / "dir.svg", code=USAGE)
     assert unwritable.err.startswith(f"mgs: cannot write the graph to {tmp_path}/no/such/dir.svg")
 
-    assert mgs(capsys, "cancel", job_id).out.strip() == f"{job_id}: succeeded"
+    cancelled = mgs(capsys, "cancel", job_id)  # exit 0: the README documents no exit code for it
+    assert cancelled.out == f"{job_id}: already succeeded: nothing to cancel\n"
     assert json.loads(mgs(capsys, "cancel", job_id, "--json").out)["status"] == "succeeded"
 
 
@@ -322,6 +326,10 @@ def test_submit_wait_prints_the_finished_job_and_exits_3_when_it_did_not_succeed
     monkeypatch.setattr(queue, "enqueue", fail)
     failed = mgs(capsys, "submit", spec, "--wait", "--url", server, "--key", key, code=JOB_FAILED)
     assert "failed" in failed.out and "the loss diverged" in failed.out
+    failed_id = json.loads(mgs(capsys, "list", "--status", "failed", "--json", "--url", server, "--key",
+                               key).out)["items"][0]["id"]
+    assert mgs(capsys, "cancel", failed_id, "--url", server, "--key", key).out == \
+           f"{failed_id}: already failed: nothing to cancel\n"  # printed "…: failed", as if cancelling had failed it
 
 
 @sqlite_only
