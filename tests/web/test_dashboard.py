@@ -306,9 +306,23 @@ def test_a_run_or_sweep_that_does_not_exist_says_so(browser, service):
             assert p.locator("figure, progress, table").count() == 0
             assert p.locator("#banner").is_hidden()
         wrapped.screenshot("not-found")
-        # a run without a graph: an empty pan-and-zoom viewport under its toolbar, the reason in small print
+        # compare: ids that are no UUIDs showed GET /jobs/abc's 422 in the banner over "Compare 2 runs" and two
+        # empty charts; a gone run, its 404 the same way
         job_id = service.submit({"spec": {"steps": 5, "record": {"graph_svg": False}}, "name": "no-graph"})
         service.finished(job_id)
+        for route, title, text in (("/compare?ids=abc,def", "Runs not found", "abc, def are not run ids"),
+                                   (f"/compare?ids=abc,{missing}", "Run not found", "abc is not a run id"),
+                                   (f"/compare?ids={missing},{job_id}", "Run not found", f"no run {missing} for")):
+            wrapped.goto(route)
+            p.wait_for_selector(f".not-found:has-text('{text}')")  # (the view before may say "Run not found" too)
+            assert p.locator("h1").all_text_contents() == [title]
+            assert p.locator(".not-found a[href='#/runs']").count() == 1
+            assert p.locator("figure, table").count() == 0
+            assert p.locator("#banner").is_hidden()
+        assert not [url for url in wrapped.requests if "/jobs/abc" in url or "ids=abc" in url]  # nothing asked
+        wrapped.goto(f"/compare?ids={missing}")  # one run: "Compare 1 runs" it said
+        p.wait_for_selector("h1:text-is('Compare 1 run')")
+        # a run without a graph: an empty pan-and-zoom viewport under its toolbar, the reason in small print
         wrapped.goto(f"/runs/{job_id}/graph")
         p.wait_for_selector("h1:has-text('No computation graph')")
         assert "has no graph" in p.locator(".not-found").text_content()

@@ -3,14 +3,27 @@ import { get, has, q } from "../api.js";
 import { COLORS, LineChart } from "../chart.js";
 import { h, idChip, runStatus, statusBadge } from "../dom.js";
 import { num, pct } from "../format.js";
-import { banner, errorText } from "../shell.js";
+import { banner, errorText, notFound } from "../shell.js";
 import { flatten } from "./run.js";
 
 const MAX_RUNS = 20;
+const UUID = /^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$/i;  // as the API reads a job id (hyphens optional)
+const BACK = ["#/runs", "Back to the runs"];
 
+// An id that is no UUID was asked for anyway: the page said "Could not compare: path.job_id: Input should be a
+// valid UUID…" (GET /jobs/abc's 422) over a "Compare 2 runs" heading and two empty charts. Such a link, or one
+// to a run that is gone, gets the not-found view the run and sweep pages have.
 export function renderCompare(main, {params, signal}) {
-  const ids = [...new Set((params.get("ids") || "").split(",").filter(Boolean))];
-  main.append(h("p", {class: "crumbs"}, h("a", {href: "#/runs"}, "Runs"), " / compare"), h("h1", {}, `Compare ${ids.length} runs`));
+  const ids = [...new Set((params.get("ids") || "").split(",").map((id) => id.trim()).filter(Boolean))];
+  const invalid = ids.filter((id) => !UUID.test(id));
+  if (invalid.length) {
+    notFound(main, {title: invalid.length === 1 ? "Run not found" : "Runs not found", back: BACK,
+                    text: `${invalid.join(", ")} ${invalid.length === 1 ? "is not a run id" : "are not run ids"}: ` +
+                          "a run's id is a UUID, such as 1b4e28ba-2fa1-41d2-883f-0016d3cca427."});
+    return;
+  }
+  main.append(h("p", {class: "crumbs"}, h("a", {href: "#/runs"}, "Runs"), " / compare"),
+              h("h1", {}, `Compare ${ids.length} ${ids.length === 1 ? "run" : "runs"}`));
   if (ids.length < 2 || ids.length > MAX_RUNS) {
     main.append(h("p", {}, `Select 2 to ${MAX_RUNS} runs in the `, h("a", {href: "#/runs"}, "runs table"), " and press “Compare selected”."));
     return;
@@ -45,7 +58,11 @@ export function renderCompare(main, {params, signal}) {
       const differences = comparison ? Object.entries(comparison.differences) : clientDifferences(runs);
       tables.replaceChildren(specDiff(runs, differences), metrics(runs));
     } catch (error) {
-      if (error.name !== "AbortError") banner(`Could not compare: ${errorText(error)}`);
+      if (error.status === 404) {
+        const missing = ids.find((id) => errorText(error).toLowerCase().includes(id.toLowerCase()));
+        notFound(main, {title: "Run not found", back: BACK,
+                        text: `There is no ${missing ? `run ${missing}` : "such run"} for this key: it was deleted, or it belongs to another owner.`});
+      } else if (error.name !== "AbortError") banner(`Could not compare: ${errorText(error)}`);
     }
   })();
 }
