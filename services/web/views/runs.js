@@ -27,6 +27,10 @@ export function renderRuns(main, {params, signal}) {
                  experiment: params.get("experiment") || "",
                  sort: params.get("sort") || "created_at", desc: params.get("order") !== "asc",
                  selected: new Set((params.get("select") || "").split(",").filter(Boolean)), runs: []};
+  // Each refresh (every 3 s, and again once the details are read) builds the rows anew. A run's id chip is kept
+  // from one to the next: a new one lost its copy button's "copied" feedback when a refresh came within its 0.8 s
+  // (or between the click and the clipboard's answer: the feedback went to a button no longer shown).
+  const chips = new Map();  // id -> its idChip
   const statusSelect = h("select", {"aria-label": "status", onchange: () => { state.status = statusSelect.value; save(); load(); }},
                          STATUSES.map((st) => h("option", {value: st, selected: st === state.status}, st || "any status")));
   const search = h("input", {type: "search", placeholder: "filter by name, id or tag", value: state.text,
@@ -71,6 +75,8 @@ export function renderRuns(main, {params, signal}) {
       const list = await get(`/jobs?${query}`, {signal});
       banner("");
       state.runs = list.items;
+      const listed = new Set(list.items.map((r) => r.id));
+      for (const id of chips.keys()) if (!listed.has(id)) chips.delete(id);
       draw();
       await Promise.all(list.items.filter((r) => !details.has(r.id) || !isFinal(details.get(r.id).status))
         .map(async (r) => details.set(r.id, await get(`/jobs/${q(r.id)}`, {signal}))));
@@ -111,6 +117,11 @@ export function renderRuns(main, {params, signal}) {
     compare.disabled = state.selected.size < 2 || state.selected.size > 20;
   }
 
+  function chip(id) {
+    if (!chips.has(id)) chips.set(id, idChip(id));
+    return chips.get(id);
+  }
+
   function row(run) {
     const d = run.detail;
     const box = h("input", {type: "checkbox", checked: state.selected.has(run.id), "aria-label": `select ${run.id}`,
@@ -121,7 +132,7 @@ export function renderRuns(main, {params, signal}) {
     const dataset = d ? `${d.spec.data.kind} · ${d.spec.model.layers.join("-")} · ${d.spec.optimizer.name} lr ${num(d.spec.optimizer.lr)}` : "";
     const tr = h("tr", {class: "run", dataset: {id: run.id}, onclick: () => { location.hash = `#/runs/${run.id}`; }},
       h("td", {}, box),
-      h("td", {}, h("a", {href: `#/runs/${run.id}`, class: "name"}, run.name ?? dataset ?? ""), " ", idChip(run.id), " ", tags),
+      h("td", {}, h("a", {href: `#/runs/${run.id}`, class: "name"}, run.name ?? dataset ?? ""), " ", chip(run.id), " ", tags),
       h("td", {}, statusBadge(runStatus(run)), h("span", {class: "muted"}, progress),
         run.status === "failed" && d?.error ? h("div", {class: "reason", title: d.error}, d.error) : null),
       h("td", {class: "num"}, num(metric(run, "final_loss") ?? (run.status === "running" ? d?.progress.latest_loss : null))),
