@@ -30,7 +30,8 @@ function fill(el, attrs, children) {
 
 // A short id with a button that copies the full one. The button is an icon (two overlapping sheets): as the
 // word "copy" it read as part of the name, "seed-a98b a98ba0e1 copy", as if the run were a copy of another.
-export function idChip(id) {
+// With `href` the short id is the link, for what has no name to link from (a sweep's row said "97238a21 97238a21").
+export function idChip(id, href) {
   const icon = s("svg", {viewBox: "0 0 12 12", width: 11, height: 11, "aria-hidden": "true"},
                  s("rect", {x: 3.5, y: 0.5, width: 8, height: 8, rx: 1.2}), s("rect", {x: 0.5, y: 3.5, width: 8, height: 8, rx: 1.2}));
   const button = h("button", {class: "copy", title: `copy the whole id (${id})`, "aria-label": `copy id ${id}`,
@@ -39,7 +40,8 @@ export function idChip(id) {
       event.stopPropagation();
       navigator.clipboard?.writeText(String(id)).then(() => flash(button), () => {});
     }}, icon);
-  return h("span", {class: "id", title: String(id)}, h("code", {}, shortId(id)), button);
+  const code = h("code", {}, shortId(id));
+  return h("span", {class: "id", title: String(id)}, href ? h("a", {href}, code) : code, button);
 }
 
 function flash(el) {

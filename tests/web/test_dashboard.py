@@ -438,7 +438,12 @@ def test_a_sweeps_leaderboard_and_its_scatter_plots_update_live(page, service):
     sweep_id = response.json()["id"]
     p = page.page
     page.goto("/sweeps")
-    p.locator(f"a[href='#/sweeps/{sweep_id}']").first.click()
+    link = p.locator(f"a[href='#/sweeps/{sweep_id}']")
+    link.wait_for()
+    # a sweep has no name: its cell read "97238a21 97238a21" (a link, then the id chip); the short id is the link
+    assert p.locator("tr.run", has=link).locator("td").first.inner_text().strip() == sweep_id[:8]
+    assert link.locator("xpath=..").get_attribute("class") == "id"
+    link.click()
     wait_for_hash(p, f"^#/sweeps/{sweep_id}$")
     # no reload: the page polls the sweep until it finishes, and the leaderboard fills in
     p.wait_for_function("() => document.querySelectorAll('table.leaderboard tbody tr').length === 4"

@@ -17,7 +17,7 @@ export function renderSweeps(main, {signal}) {
     try {
       const list = await get("/sweeps?limit=100", {signal});
       body.replaceChildren(...list.items.map((sw) => h("tr", {class: "run", onclick: () => { location.hash = `#/sweeps/${sw.id}`; }},
-        h("td", {}, h("a", {href: `#/sweeps/${sw.id}`}, sw.id.slice(0, 8)), " ", idChip(sw.id)), h("td", {}, statusBadge(sw.status)),
+        h("td", {}, idChip(sw.id, `#/sweeps/${sw.id}`)), h("td", {}, statusBadge(sw.status)),
         h("td", {}, sw.method), h("td", {}, `${sw.objective} (${sw.direction === "minimize" ? "min" : "max"})`),
         h("td", {class: "num"}, `${sw.trials_created} / ${sw.trials}`), h("td", {class: "num"}, num(sw.best_objective)),
         h("td", {}, ago(sw.created_at)))));
