@@ -357,8 +357,18 @@ def test_an_ids_copy_button_is_an_icon_and_copies_the_whole_id(page, service):
     assert p.evaluate("location.hash") == "#/runs"  # the row's click (open the run) is not also done
     # The table is drawn anew on every refresh (and as the search is typed): the button with its "copied" state
     # is kept. A new button each time lost the feedback when a refresh came within its 0.8 s (the test's flake).
-    p.fill("input[placeholder^='filter by name']", "to-copy")
+    search = p.locator("input[placeholder^='filter by name']")
+    search.fill("to-copy")
     assert button.evaluate("(button) => button.marked") is True
+    # and a click whose press and release fall either side of a redraw is still the button's click
+    button.evaluate("(b) => { window.clicked = new Promise((r) => b.addEventListener('click', () => r(true), {once: true})); }")
+    box = button.bounding_box()
+    p.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    p.mouse.down()
+    search.evaluate("(search) => { search.value = ''; search.dispatchEvent(new Event('input')); }")
+    p.mouse.up()
+    assert p.evaluate("Promise.race([window.clicked, new Promise((r) => setTimeout(() => r(false), 10000))])") is True
+    assert p.evaluate("location.hash") == "#/runs"
 
 
 def test_a_spec_typed_before_the_key_is_given_is_still_there_after(blank_page):

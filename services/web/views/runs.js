@@ -27,10 +27,10 @@ export function renderRuns(main, {params, signal}) {
                  experiment: params.get("experiment") || "",
                  sort: params.get("sort") || "created_at", desc: params.get("order") !== "asc",
                  selected: new Set((params.get("select") || "").split(",").filter(Boolean)), runs: []};
-  // Each refresh (every 3 s, and again once the details are read) builds the rows anew. A run's id chip is kept
-  // from one to the next: a new one lost its copy button's "copied" feedback when a refresh came within its 0.8 s
-  // (or between the click and the clipboard's answer: the feedback went to a button no longer shown).
-  const chips = new Map();  // id -> its idChip
+  // Each refresh (every 3 s, and again once the details are read) builds the rows anew, but only the cells that
+  // read differently replace the ones shown: a new copy button lost its "copied" feedback when a refresh came
+  // within its 0.8 s, and a click whose press and release fell either side of a replaced cell did nothing.
+  const shownRows = new Map();  // id -> {tr, cells: each cell's markup (and the checkbox's state) when drawn}
   const statusSelect = h("select", {"aria-label": "status", onchange: () => { state.status = statusSelect.value; save(); load(); }},
                          STATUSES.map((st) => h("option", {value: st, selected: st === state.status}, st || "any status")));
   const search = h("input", {type: "search", placeholder: "filter by name, id or tag", value: state.text,
@@ -75,8 +75,6 @@ export function renderRuns(main, {params, signal}) {
       const list = await get(`/jobs?${query}`, {signal});
       banner("");
       state.runs = list.items;
-      const listed = new Set(list.items.map((r) => r.id));
-      for (const id of chips.keys()) if (!listed.has(id)) chips.delete(id);
       draw();
       await Promise.all(list.items.filter((r) => !details.has(r.id) || !isFinal(details.get(r.id).status))
         .map(async (r) => details.set(r.id, await get(`/jobs/${q(r.id)}`, {signal}))));
@@ -106,8 +104,8 @@ export function renderRuns(main, {params, signal}) {
       class: `sortable ${state.sort === name ? (state.desc ? "desc" : "asc") : ""}`, "aria-sort": state.sort === name ? (state.desc ? "descending" : "ascending") : "none",
       onclick: () => { state.desc = state.sort === name ? !state.desc : true; state.sort = name; save(); draw(); }}, label))));
     const shown = rows();
-    body.replaceChildren(...shown.map(row));
-    if (!shown.length) body.append(h("tr", {}, h("td", {colSpan: COLUMNS.length + 1, class: "muted"},
+    place(shown.map(patched));
+    if (!shown.length) body.replaceChildren(h("tr", {}, h("td", {colSpan: COLUMNS.length + 1, class: "muted"},
       state.runs.length || state.status || state.filter || state.experiment ? "No run matches the filter."
         : "No runs yet. Start one from “New run”.")));
     const active = state.runs.filter((r) => !isFinal(r.status));
@@ -117,9 +115,32 @@ export function renderRuns(main, {params, signal}) {
     compare.disabled = state.selected.size < 2 || state.selected.size > 20;
   }
 
-  function chip(id) {
-    if (!chips.has(id)) chips.set(id, idChip(id));
-    return chips.get(id);
+  // The row shown for this run, its cells replaced where the freshly built row reads differently.
+  function patched(run) {
+    const fresh = row(run);
+    const cells = [...fresh.cells].map((td) => td.outerHTML + td.querySelector("input")?.checked);
+    const kept = shownRows.get(run.id);
+    if (!kept) {
+      shownRows.set(run.id, {tr: fresh, cells});
+      return fresh;
+    }
+    [...fresh.cells].forEach((td, i) => {
+      if (cells[i] !== kept.cells[i]) kept.tr.cells[i].replaceWith(td);
+    });
+    kept.cells = cells;
+    return kept.tr;
+  }
+
+  // The rows in this order, moving only those that must move (a moved row is a replaced one to a click).
+  function place(trs) {
+    const wanted = new Set(trs);
+    for (const child of [...body.children]) if (!wanted.has(child)) child.remove();
+    for (const [id, kept] of shownRows) if (!wanted.has(kept.tr)) shownRows.delete(id);
+    let cursor = body.firstElementChild;
+    for (const tr of trs) {
+      if (tr === cursor) cursor = cursor.nextElementSibling;
+      else body.insertBefore(tr, cursor);
+    }
   }
 
   function row(run) {
@@ -132,7 +153,7 @@ export function renderRuns(main, {params, signal}) {
     const dataset = d ? `${d.spec.data.kind} · ${d.spec.model.layers.join("-")} · ${d.spec.optimizer.name} lr ${num(d.spec.optimizer.lr)}` : "";
     const tr = h("tr", {class: "run", dataset: {id: run.id}, onclick: () => { location.hash = `#/runs/${run.id}`; }},
       h("td", {}, box),
-      h("td", {}, h("a", {href: `#/runs/${run.id}`, class: "name"}, run.name ?? dataset ?? ""), " ", chip(run.id), " ", tags),
+      h("td", {}, h("a", {href: `#/runs/${run.id}`, class: "name"}, run.name ?? dataset ?? ""), " ", idChip(run.id), " ", tags),
       h("td", {}, statusBadge(runStatus(run)), h("span", {class: "muted"}, progress),
         run.status === "failed" && d?.error ? h("div", {class: "reason", title: d.error}, d.error) : null),
       h("td", {class: "num"}, num(metric(run, "final_loss") ?? (run.status === "running" ? d?.progress.latest_loss : null))),
