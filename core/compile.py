@@ -39,10 +39,10 @@ def compile_loss(model, loss_name, l2, n_inputs):
     input width, and reused for every model of that shape. Any other model is traced afresh:
     nothing says its repr describes its computation."""
     parameters = model.parameters()
-    if type(model) is not MLP:
+    key = _program_key(model, loss_name, n_inputs)
+    if key is None:
         return CompiledLoss(model, loss_name, l2, plan(trace_sample(model, loss_name, n_inputs), parameters),
                             parameters)
-    key = (repr(model), loss_name, n_inputs)
     program = _programs.get(key)
     if program is None:
         program = plan(trace_sample(model, loss_name, n_inputs), parameters)
@@ -56,7 +56,13 @@ def compile_loss(model, loss_name, l2, n_inputs):
 def is_planned(model, loss_name, n_inputs) -> bool:
     """Whether compile_loss would reuse a planned tape for this model (an MLP of a shape seen before, see
     compile_loss): then it answers at once, with nothing to trace."""
-    return type(model) is MLP and (repr(model), loss_name, n_inputs) in _programs
+    key = _program_key(model, loss_name, n_inputs)
+    return key is not None and key in _programs
+
+
+def _program_key(model, loss_name, n_inputs):
+    """The key of a model's planned tape in _programs (see compile_loss); None for a model that is no MLP."""
+    return (repr(model), loss_name, n_inputs) if type(model) is MLP else None
 
 
 class CompiledLoss:
