@@ -1,11 +1,12 @@
 """Sending work (services.queue) and the worker's delivery settings, against real brokers."""
+import socket
 import threading
 import time
 import uuid
 
 import pytest
 import redis
-from kombu import Connection
+from kombu import Connection, Consumer, Queue
 
 from core.spec import JobSpec
 from services import queue
@@ -155,9 +156,6 @@ def test_the_server_less_broker_is_polled_often_enough_to_deliver_in_tens_of_mil
 def test_an_idle_worker_asks_the_server_less_broker_only_when_its_file_changes(broker, monkeypatch):
     """kombu's poll of an empty SQLite queue is a write transaction: every 20 ms it cost ~8 % of a core at
     idle. The worker's transport looks at the broker file instead, and asks when a sender has written to it."""
-    import socket
-    import threading
-    from kombu import Consumer, Queue
     from kombu.transport import sqlalchemy as kombu_sqlalchemy
     asked = []
     real_get = kombu_sqlalchemy.Channel._get
@@ -184,10 +182,7 @@ def test_a_worker_asked_to_stop_stops_waiting_on_the_server_less_broker(broker, 
     """Celery's blocking loop (the one this transport runs in) sees a warm shutdown only between calls of
     drain_events, 2 s each, and makes one more call after it: Ctrl-C of `make run` waited ~4 s for nothing.
     Asked to stop (Celery's flag; EX_OK is 0), a call returns at once, whatever its timeout."""
-    import socket
-    import threading
     from celery.worker import state
-    from kombu import Consumer, Queue
     monkeypatch.setattr(state, "should_stop", 0)
     raised = []
 
