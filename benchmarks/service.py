@@ -188,8 +188,8 @@ print(job.id)
 
 def serve(client, job_id, max_points, repeats, api_pid):
     """(median wall ms, mean CPU ms of the API process, median CPU ms of this client: the request and its JSON
-    parsed with orjson, as in history_vs_mlflow) per GET /jobs/{id}/loss. The CPU times do not grow with the machine's load as the wall time does
-    (the API's CPU clock ticks every 10 ms: hence a mean of all)."""
+    parsed with orjson, as in history_vs_mlflow) per GET /jobs/{id}/loss. The CPU times do not grow with the
+    machine's load as the wall time does (the API's CPU clock ticks every 10 ms: hence a mean of all)."""
     samples, client_cpu = [], []
     cpu_before = process_cpu_seconds(api_pid)
     for _ in range(repeats):
@@ -263,7 +263,7 @@ def compare_reads(client, job_id, api_pid, scratch, reads, python):
         http = {"ours": (ours, lambda: process_cpu_seconds(api_pid)),
                 "mlflow_server": (theirs, lambda: tree_cpu_seconds(server_pid))}
         samples = {name: [] for name in (*http, "mlflow_in_process")}
-        for n in range(MLFLOW_WARM_UP + reads):
+        for _ in range(MLFLOW_WARM_UP + reads):
             for name, (read, server_cpu) in http.items():
                 server_before = server_cpu()
                 started, started_cpu = time.perf_counter(), time.process_time()
@@ -377,8 +377,8 @@ def stack(scratch, n_latency, n_throughput, parts=PARTS):
                               for a in compose_command("api")], env, logs)
         metrics_ports = [free_port(), free_port()]  # each worker's Prometheus metrics (the final write's time)
         workers = [Process(f"worker{n}", [*compose_command("worker"), f"--hostname=bench{n}@%h"],
-                           {**env, "WORKER_METRICS_PORT": str(port)}, logs)
-                   for n, port in zip((1, 2), metrics_ports)]
+                           {**env, "WORKER_METRICS_PORT": str(metrics_port)}, logs)
+                   for n, metrics_port in zip((1, 2), metrics_ports)]
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_ready(base_url, [api, *workers])
@@ -392,7 +392,7 @@ def stack(scratch, n_latency, n_throughput, parts=PARTS):
                 if "throughput" in parts:
                     out["throughput"] = throughput(client, n_throughput, [
                         ("api", api.popen.pid), *((f"worker{n}", w.popen.pid) for n, w in enumerate(workers, 1))],
-                        metrics_urls=[f"http://127.0.0.1:{port}/metrics" for port in metrics_ports])
+                        metrics_urls=[f"http://127.0.0.1:{metrics_port}/metrics" for metrics_port in metrics_ports])
                     out["throughput_split"] = throughput_split(client, n_throughput, workers, api)
         finally:
             for process in [api, *workers]:
@@ -697,7 +697,8 @@ def history_vs_mlflow_rows(compared):
              f"(CPU, server + client: {ours['server_cpu_ms']:.1f} + {ours['client_cpu_ms']:.1f} ms vs "
              f"{server['server_cpu_ms']:.0f} + {server['client_cpu_ms']:.1f} ms: "
              f"{(server['server_cpu_ms'] + server['client_cpu_ms']) / our_cpu:.1f}x)", goal, before),
-            ("  same, vs MLflow's Python client on its SQLite file in-process (no server: its best case)", f"{ours['wall_ms']:.1f} ms vs {local['wall_ms']:.0f} ms: {local['wall_ms'] / ours['wall_ms']:.1f}x"
+            ("  same, vs MLflow's Python client on its SQLite file in-process (no server: its best case)",
+             f"{ours['wall_ms']:.1f} ms vs {local['wall_ms']:.0f} ms: {local['wall_ms'] / ours['wall_ms']:.1f}x"
              f" (CPU: {our_cpu:.1f} ms vs {local['client_cpu_ms']:.0f} ms: {local['client_cpu_ms'] / our_cpu:.1f}x)",
              goal, "-")]
 
