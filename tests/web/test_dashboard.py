@@ -63,6 +63,7 @@ def test_submit_from_the_page_and_watch_the_curve_grow_live(page):
     assert bias.evaluate("(td) => getComputedStyle(td).textAlign") == "right"
     assert weights.evaluate("(td) => getComputedStyle(td).textAlign") in ("left", "start")
     assert parameters.text_content().endswith(parameters.locator("table.params").text_content())  # nothing after it
+    assert len([url for url in page.requests if url.endswith("/params")]) == 1  # read once, when the run ended
     page.screenshot("run")
 
 

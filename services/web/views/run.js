@@ -170,7 +170,9 @@ export function renderRun(main, {args: [id], signal}) {
             if (!data.progress) return;
             state.job = {...state.job, status: data.status, progress: data.progress};
             showHeader(state.job);
-            drawDetails(state.job);
+            // A final status comes with `end`, whose start() reads the run and draws its details: drawn here too,
+            // a succeeded run's details (their metrics not yet read) asked for its parameters a second time.
+            if (!isFinal(data.status)) drawDetails(state.job);
           },
           end: () => { mode.textContent = ""; if (!state.leaving) start(); },
         });
