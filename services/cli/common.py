@@ -27,12 +27,6 @@ EXIT_CODES = {OK: "ok", USAGE: "bad command line or input file", API_ERROR: "the
               UNREACHABLE: "the API could not be reached", INTERRUPTED: "interrupted (Ctrl-C)"}
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
-
-
-def shown_status(job: dict) -> str:
-    """A job's status as people read it: a sweep trial that early stopping pruned says pruned, as the sweep's
-    leaderboard does (its job's own status stays cancelled; the API marks it `pruned`)."""
-    return "pruned" if job.get("pruned") else job["status"]
 PIPED_WIDTH = 160
 
 
@@ -174,6 +168,12 @@ def number(x, digits=6):
 def when(timestamp):
     """An ISO timestamp from the API, to the minute."""
     return timestamp.replace("T", " ")[:16] if timestamp else "–"
+
+
+def shown_status(job: dict) -> str:
+    """A job's status as people read it: a sweep trial that early stopping pruned says pruned, as the sweep's
+    leaderboard does (its job's own status stays cancelled; the API marks it `pruned`)."""
+    return "pruned" if job.get("pruned") else job["status"]
 
 
 def confirm(yes, question):
