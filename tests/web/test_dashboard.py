@@ -138,6 +138,34 @@ def test_a_run_is_deleted_after_the_pages_reads_of_it_end(page, service):
     assert service.http.get(f"/jobs/{job}").status_code == 404
 
 
+def test_a_refused_delete_leaves_the_graph_being_watched(page, service):
+    """Delete stops the graph's poll before it asks; refused, the view watches the graph again (it said
+    "being drawn" for good). The run is shown as still drawing (its reads answered so) until the DELETE is
+    refused; then the real answers come through and the link says the graph is there."""
+    job = service.submit({"steps": 5})
+    service.finished(job)
+    p = page.page
+
+    def drawing(route):
+        if route.request.method != "GET":
+            return route.fulfill(status=503, json={"detail": "refused by the test"})
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "graph": "pending"})
+
+    p.route(f"**/jobs/{job}", drawing)
+    page.goto(f"/runs/{job}")
+    p.wait_for_selector("a.graph-link[data-graph=pending]")
+    p.once("dialog", lambda dialog: dialog.accept())
+    with p.expect_response(lambda response: response.request.method == "DELETE"):
+        p.click("button:has-text('Delete')")
+    p.unroute(f"**/jobs/{job}")
+    p.wait_for_selector("a.graph-link[data-graph=ready]", timeout=60_000)
+    page.screenshot("run-delete-refused")
+    assert p.locator("a.graph-link").text_content() == "Computation graph"
+    assert service.http.get(f"/jobs/{job}").status_code == 200
+    page.errors[:] = [e for e in page.errors if "503" not in e]  # the refusal this test made
+
+
 def test_without_keys_the_page_cancels_reruns_and_deletes(open_page, open_service):
     """The embedded default (no keys) refuses a POST or DELETE with neither a JSON body nor X-Requested-With
     (a cross-site form could send it); the page's own bodiless DELETE must still go through."""

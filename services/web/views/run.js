@@ -113,7 +113,8 @@ export function renderRun(main, {args: [id], signal}) {
     try {
       await del(base);
     } catch (error) {
-      state.leaving = false;
+      state.leaving = false;  // still here: watch the graph again if it was being drawn
+      if (state.job?.graph === "pending") waitForGraph();
       throw error;
     }
     location.hash = "#/runs";
