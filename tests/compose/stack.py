@@ -169,6 +169,16 @@ def wait_final(client: httpx.Client, job_ids, timeout: float) -> dict:
         time.sleep(0.5)
 
 
+HISTORY_PAGE = 10_000  # the API's max_points: a range of this many steps comes whole, not downsampled
+
+
 def history(client: httpx.Client, job_id) -> list[tuple]:
-    body = client.get(f"/jobs/{job_id}/loss", params={"max_points": 10_000}).raise_for_status().json()
-    return [(p["step"], p["loss"], p.get("accuracy"), p.get("lr")) for p in body["points"]]
+    """The whole history, read a range of HISTORY_PAGE steps at a time until one comes back short."""
+    points = []
+    while True:
+        start = len(points) and points[-1]["step"] + 1
+        body = client.get(f"/jobs/{job_id}/loss", params={"start": start, "end": start + HISTORY_PAGE - 1,
+                                                           "max_points": HISTORY_PAGE}).raise_for_status().json()
+        points += body["points"]
+        if len(body["points"]) < HISTORY_PAGE:
+            return [(p["step"], p["loss"], p.get("accuracy"), p.get("lr")) for p in points]

@@ -70,7 +70,11 @@ def worker_that_received(stack, since: str, timeout: float) -> str:
 
 
 def test_a_killed_worker_container_job_finishes_on_another_within_60_s(stack):
-    spec = {"steps": 1500, "seed": 7, "model": {"layers": [8, 8, 1]}}
+    # Long enough that the victim is still training when it is killed: the job is killed ~1 s after its first
+    # progress write (at 200 steps or 0.5 s), and runs ~7 s in-process here. At 1,500 steps (0.11 s) the victim
+    # could finish it first (a clean-clone CI saw attempts 1); the other worker resumes it from a checkpoint.
+    # (Its 100,000 points are read whole, in ranges: stack.history.)
+    spec = {"steps": 100_000, "seed": 7, "model": {"layers": [8, 8, 1]}}
     with ThreadPoolExecutor(max_workers=1) as pool:
         expected = pool.submit(reference, spec)  # meanwhile, the uninterrupted run
         with stack.client() as client:
